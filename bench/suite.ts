@@ -1,0 +1,39 @@
+// The benchmark suite: hyperfine times whole processes (one per benchmark) and exports JSON into
+// bench/results/; each benchmark also prints its own figures (GFLOP/s, % of peak, ms/step…).
+//   bun run bench             full suite
+//   bun run bench -- --quick  short version (CI)
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
+const quick = values.quick ?? false;
+const root = resolve(import.meta.dir, "..");
+const resultsDir = join(root, "bench", "results");
+mkdirSync(resultsDir, { recursive: true });
+
+interface Benchmark {
+  name: string;
+  /** the command hyperfine times; `quick` selects the short variant */
+  command: (quick: boolean) => string;
+  runs: (quick: boolean) => number;
+}
+
+const BENCHMARKS: Benchmark[] = [
+  { name: "fma_peak", command: () => "bun bench/fma_peak.ts", runs: (q) => (q ? 1 : 3) },
+  { name: "matmul", command: (q) => `bun bench/matmul.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+];
+
+let failed = 0;
+for (const bench of BENCHMARKS) {
+  if (values.only !== undefined && !values.only.split(",").includes(bench.name)) continue;
+  const out = join(resultsDir, `${bench.name}${quick ? "-quick" : ""}.json`);
+  const args = ["hyperfine", "--runs", String(bench.runs(quick)), "--show-output", "--export-json", out, "--command-name", bench.name, bench.command(quick)];
+  console.log(`\n### ${bench.name}: ${args.join(" ")}`);
+  const proc = Bun.spawnSync(args, { cwd: root, stdout: "inherit", stderr: "inherit" });
+  if (proc.exitCode !== 0) {
+    console.error(`benchmark ${bench.name} failed (exit ${proc.exitCode})`);
+    failed++;
+  }
+}
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,133 @@
+// Each matmul layout against the float64 TypeScript reference, on odd shapes.
+//
+// Error bound: a float32 sum of K products, computed in any order with or without FMA, differs from
+// the exact sum by at most γ_K·Σ|a_k·b_k| with γ_K = K·u/(1-K·u), u = 2^-24 (Higham, "Accuracy and
+// Stability of Numerical Algorithms", §3.1). We check that rigorous bound element by element, using
+// the reference applied to |a| and |b| for Σ|a_k·b_k|. For "+=" layouts the pre-existing value adds
+// one more rounding (another u·|result|). A wrong index or a missing tile gives errors of order
+// |a_k·b_k| itself, far above the bound.
+import { describe, expect, test } from "bun:test";
+import { defaultThreadCount, matmulBackwardInput, matmulBackwardWeight, matmulForward, setThreads, KernelArgumentError } from "../src/ffi.ts";
+import { matmulBackwardInputRef, matmulBackwardWeightRef, matmulForwardRef } from "../src/ref/matmul.ts";
+import { randomF32 } from "./helpers/random.ts";
+
+const U = 2 ** -24;
+const abs = (a: Float32Array) => a.map(Math.abs);
+
+function expectWithinBound(got: Float32Array, want: Float64Array, absSum: Float64Array, terms: number, label: string): void {
+  const gamma = (terms * U) / (1 - terms * U);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    const bound = gamma * absSum[i] + 2 * U * Math.abs(want[i]) + 1e-30;
+    const ratio = Math.abs(got[i] - want[i]) / bound;
+    if (!(ratio <= 1)) throw new Error(`${label}: element ${i} got ${got[i]}, want ${want[i]}, bound ${bound}`);
+    worst = Math.max(worst, ratio);
+  }
+  expect(worst).toBeLessThanOrEqual(1);
+}
+
+// Float64 copies of the reference, so the yardstick itself does not round to float32.
+function refForward(inp: Float32Array, w: Float32Array, bias: Float32Array | null, BT: number, C: number, OC: number): Float64Array {
+  const out = new Float64Array(BT * OC);
+  matmulForwardRef(out as unknown as Float32Array, inp, w, bias, BT, C, OC);
+  return out;
+}
+
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1], [1, 7, 1], [7, 1, 9], [3, 5, 7], [65, 33, 17], [129, 65, 7], [2, 769, 65], [17, 768, 129], [64, 96, 200], [257, 128, 48],
+];
+
+describe("matmul forward", () => {
+  for (const [BT, C, OC] of SHAPES) {
+    for (const withBias of [true, false]) {
+      test(`BT=${BT} C=${C} OC=${OC} bias=${withBias}`, () => {
+        const inp = randomF32(BT * C, 1 + BT), w = randomF32(OC * C, 2 + OC), bias = withBias ? randomF32(OC, 3) : null;
+        const out = new Float32Array(BT * OC).fill(NaN);
+        matmulForward(out, inp, w, bias, BT, C, OC);
+        const want = refForward(inp, w, bias, BT, C, OC);
+        const absSum = refForward(abs(inp), abs(w), bias && abs(bias), BT, C, OC);
+        expectWithinBound(out, want, absSum, C + 1, "forward");
+      });
+    }
+  }
+});
+
+describe("matmul input grad", () => {
+  for (const [BT, C, OC] of SHAPES) {
+    test(`BT=${BT} C=${C} OC=${OC}`, () => {
+      const dout = randomF32(BT * OC, 4 + BT), w = randomF32(OC * C, 5 + C), start = randomF32(BT * C, 6);
+      const dinp = start.slice();
+      matmulBackwardInput(dinp, dout, w, BT, C, OC);
+      const want = new Float64Array(start);
+      matmulBackwardInputRef(want as unknown as Float32Array, dout, w, BT, C, OC);
+      const absSum = new Float64Array(abs(start));
+      matmulBackwardInputRef(absSum as unknown as Float32Array, abs(dout), abs(w), BT, C, OC);
+      expectWithinBound(dinp, want, absSum, OC + 1, "input grad");
+    });
+  }
+});
+
+describe("matmul weight grad", () => {
+  for (const [BT, C, OC] of SHAPES) {
+    for (const withBias of [true, false]) {
+      test(`BT=${BT} C=${C} OC=${OC} bias=${withBias}`, () => {
+        const dout = randomF32(BT * OC, 7 + OC), inp = randomF32(BT * C, 8 + C);
+        const startW = randomF32(OC * C, 9), startB = randomF32(OC, 10);
+        const dw = startW.slice(), db = withBias ? startB.slice() : null;
+        matmulBackwardWeight(dw, db, dout, inp, BT, C, OC);
+        const wantW = new Float64Array(startW), wantB = new Float64Array(startB);
+        matmulBackwardWeightRef(wantW as unknown as Float32Array, wantB as unknown as Float32Array, dout, inp, BT, C, OC);
+        const absW = new Float64Array(abs(startW)), absB = new Float64Array(abs(startB));
+        matmulBackwardWeightRef(absW as unknown as Float32Array, absB as unknown as Float32Array, abs(dout), abs(inp), BT, C, OC);
+        expectWithinBound(dw, wantW, absW, BT + 1, "weight grad");
+        if (db !== null) expectWithinBound(db, wantB, absB, BT + 1, "bias grad");
+      });
+    }
+  }
+});
+
+describe("matmul determinism and threads", () => {
+  test("repeated calls give bit-identical results, and 1 thread agrees with the bound too", () => {
+    const [BT, C, OC] = [97, 200, 131];
+    const inp = randomF32(BT * C, 11), w = randomF32(OC * C, 12), bias = randomF32(OC, 13), dout = randomF32(BT * OC, 14);
+    const run = () => {
+      const out = new Float32Array(BT * OC), dinp = new Float32Array(BT * C), dw = new Float32Array(OC * C), db = new Float32Array(OC);
+      matmulForward(out, inp, w, bias, BT, C, OC);
+      matmulBackwardInput(dinp, dout, w, BT, C, OC);
+      matmulBackwardWeight(dw, db, dout, inp, BT, C, OC);
+      return [out, dinp, dw, db];
+    };
+    const first = run();
+    for (let i = 0; i < 5; i++) {
+      const again = run();
+      for (let j = 0; j < first.length; j++) expect(Buffer.from(again[j].buffer).equals(Buffer.from(first[j].buffer))).toBe(true);
+    }
+    setThreads(1);
+    try {
+      const single = run();
+      const want = refForward(inp, w, bias, BT, C, OC);
+      const absSum = refForward(abs(inp), abs(w), abs(bias), BT, C, OC);
+      expectWithinBound(single[0], want, absSum, C + 1, "forward, 1 thread");
+    } finally {
+      setThreads(defaultThreadCount());
+    }
+  });
+});
+
+describe("matmul argument checks", () => {
+  const a = new Float32Array(6), w = new Float32Array(6), out = new Float32Array(4);
+  test("wrong lengths throw before any call", () => {
+    expect(() => matmulForward(out, a, w, null, 2, 3, 3)).toThrow(KernelArgumentError);
+    expect(() => matmulForward(out, a, w, new Float32Array(3), 2, 3, 2)).toThrow(/bias has 3 elements/);
+    expect(() => matmulBackwardInput(a, out, new Float32Array(5), 2, 3, 2)).toThrow(/weight has 5 elements/);
+    expect(() => matmulBackwardWeight(w, new Float32Array(1), out, a, 2, 3, 2)).toThrow(/dbias/);
+  });
+  test("zero, negative and fractional sizes throw", () => {
+    for (const bad of [0, -1, 1.5, NaN, 2 ** 31]) {
+      expect(() => matmulForward(out, a, w, null, bad, 3, 2)).toThrow(/BT must be a positive integer/);
+    }
+  });
+  test("arrays of the wrong type throw", () => {
+    expect(() => matmulForward(out, new Float64Array(6) as unknown as Float32Array, w, null, 2, 3, 2)).toThrow(/Float32Array/);
+  });
+});
