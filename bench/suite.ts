@@ -22,6 +22,8 @@ interface Benchmark {
 const BENCHMARKS: Benchmark[] = [
   { name: "fma_peak", command: () => "bun bench/fma_peak.ts", runs: (q) => (q ? 1 : 3) },
   { name: "matmul", command: (q) => `bun bench/matmul.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  // ---- model ----
+  { name: "step", command: (q) => `bun bench/step.ts${q ? " --quick" : ""}`, runs: () => 1 },
 ];
 
 let failed = 0;
