@@ -18,8 +18,8 @@
 //   logits    BT·Vp
 //   probs     BT·Vp                overwritten in place by dlogits in backward
 //   losses    BT
-// Total ≈ BT·(L·(18C + 4) + 2C + 2·Vp + 3) + L·B·NH·T floats. d12 at B=4,T=64: 72.0M floats = 288 MB
-// (of which logits+probs 103 MB); d6 at B=8,T=128: 73.4M floats = 294 MB.
+// Total = BT·(L·(18C + NH + 4) + 2C + 2·Vp + 3) floats: d12 at B=4,T=64 is 68.7M floats = 275 MB
+// (logits+probs 103 MB of it); d6 at B=8,T=128 is 146M floats = 585 MB (logits+probs 412 MB).
 //
 // Gradient scratch buffer (sized for one layer, reused by every layer, because the backward pass
 // finishes layer l before it starts layer l-1):
@@ -30,12 +30,13 @@
 //   datty     BT·C
 //   dqkv      BT·3C   (attention backward overwrites it)
 //   dfch      BT·4C, dfchGelu BT·4C
-// Total 14·BT·C floats: d12 at B=4,T=64 is 2.75M floats = 11 MB. dlogits lives in probs.
+// Total 14·BT·C floats: d12 at B=4,T=64 is 2.75M floats = 11 MB; d6 at B=8,T=128 22 MB.
+// dlogits lives in probs.
 //
 // Shape policy (chosen): the buffers are allocated lazily for the first (B,T). A later (B,T) reuses
 // them when both buffers are big enough (views are re-cut for the new shape; stale values are
 // harmless since every tensor is written before it is read), and otherwise they are reallocated
-// bigger (the old ones become garbage). So generation with a growing T or a short last batch works,
+// bigger (the old ones are left to the garbage collector). So generation with a growing T or a short last batch works,
 // and memory never exceeds what the largest shape seen needs.
 import type { GPT2Config } from "./config.ts";
 
