@@ -4,7 +4,7 @@
 // Each config runs in its own child process, so its peak RSS (VmHWM) is its own; PyTorch runs after
 // it (scripts/torch_step.py, torch.set_num_threads(threads)), never at the same time.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as ffi from "../src/ffi.ts";
@@ -38,6 +38,8 @@ export interface StepResult {
   split_ms: Record<string, number>; torch_ms_per_step: number | null;
   forward_ms: number; backward_ms: number; adamw_gb_s: number; peak_gflops: number; peak_source: string;
   params: number; init_ms: number; loss_first: number; torch_loss_first: number | null; times_ms: number[];
+  /** 1-minute load average at the end of the run: other processes on the 2 cores distort every figure */
+  load_avg: number;
 }
 
 function median(xs: number[]): number {
@@ -120,7 +122,7 @@ function runChild(name: string, dir: string): StepResult {
     forward_ms: median(forwards), backward_ms: median(backwards),
     adamw_gb_s: (28 * n) / (median(adamws) * 1e6), // params r+w, m r+w, v r+w, grads r: 7 floats
     peak_gflops: peak.gflops, peak_source: peak.source, params: n, init_ms: initMs,
-    loss_first: lossFirst, torch_loss_first: null, times_ms: times,
+    loss_first: lossFirst, torch_loss_first: null, times_ms: times, load_avg: loadavg()[0],
   };
 }
 
@@ -143,6 +145,7 @@ function printHuman(r: StepResult): void {
   const f = (x: number, d = 0) => x.toFixed(d);
   console.log(`\n${r.config} (${(r.params / 1e6).toFixed(1)}M params) B=${r.B} T=${r.T}, ${r.threads} threads, median of ${steps} steps after ${warmup} warm-up`);
   console.log(`  ${f(r.ms_per_step)} ms/step (forward ${f(r.forward_ms)}, backward ${f(r.backward_ms)}), ${f(r.tokens_per_s)} tokens/s, ${f(r.gflops, 1)} GFLOP/s = ${f(r.mfu_pct, 1)}% of FMA peak ${f(r.peak_gflops, 1)} (${r.peak_source})`);
+  console.log(`  load average ${r.load_avg.toFixed(2)} (2 cores); step times ${r.times_ms.map((t) => t.toFixed(0)).join(", ")} ms`);
   console.log(`  peak RSS ${f(r.peak_rss_mb)} MB; AdamW ${f(r.split_ms.adamw ?? NaN, 1)} ms = ${f(r.adamw_gb_s, 1)} GB/s; init ${f(r.init_ms)} ms`);
   console.log(`  split (ms/step): ${Object.entries(r.split_ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}`);
   if (r.torch_ms_per_step !== null) {
@@ -192,7 +195,7 @@ if (values.child !== undefined) {
       if (values.json) {
         const { config, B, T, threads, ms_per_step, tokens_per_s, gflops, mfu_pct, peak_rss_mb, split_ms, torch_ms_per_step } = result;
         console.log(JSON.stringify({ config, B, T, threads, ms_per_step, tokens_per_s, gflops, mfu_pct, peak_rss_mb, split_ms, torch_ms_per_step,
-          forward_ms: result.forward_ms, backward_ms: result.backward_ms, adamw_gb_s: result.adamw_gb_s, peak_gflops: result.peak_gflops }));
+          forward_ms: result.forward_ms, backward_ms: result.backward_ms, adamw_gb_s: result.adamw_gb_s, peak_gflops: result.peak_gflops, load_avg: result.load_avg }));
       } else {
         printHuman(result);
       }

@@ -63,6 +63,9 @@ describe("llm.c checkpoint round trip", () => {
     const tokens = new Int32Array([1, 5, 100, 7, 0, 3]);
     expect(loaded.forward(tokens, tokens, 2, 3)).toBe(model.forward(tokens, tokens, 2, 3));
     expect(loadWeights(good).config).toEqual(config);
+    const fromFile = GPT2.fromFile(good);
+    expect(Buffer.from(fromFile.params.buffer).equals(Buffer.from(model.params.buffer))).toBe(true);
+    expect(fromFile.params.byteLength).toBe(fromFile.params.buffer.byteLength); // its own buffer, nothing more
   });
 });
 

@@ -4,6 +4,7 @@
 import { type GPT2Config, type ParameterName, PARAMETER_NAMES, validateConfig } from "./config.ts";
 import { type Activations, ActivationMemory } from "./activations.ts";
 import { initParameters } from "./init.ts";
+import { loadWeights } from "../io/load_weights.ts";
 import * as kernels from "./kernels.ts";
 import { type ParameterViews, layerSlice, parameterLayout, parameterViews } from "./parameters.ts";
 
@@ -99,6 +100,12 @@ export class GPT2 {
     const model = new GPT2(config);
     initParameters(model.config, seed, model.params);
     return model;
+  }
+
+  /** Loads weights from any format loadWeights knows, straight into the model's buffer (one copy). */
+  static fromFile(path: string): GPT2 {
+    const { config, params } = loadWeights(path);
+    return new GPT2(config, params);
   }
 
   /** Parameter gradients, same layout as params; allocated on first use (inference never needs them). */
