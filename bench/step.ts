@@ -1,6 +1,6 @@
 // One full training step (forward + backward + AdamW) of GPT-2, timed, profiled by kernel type, and
 // compared with PyTorch running the same step from the same llm.c checkpoint and tokens.
-//   bun run bench:step [--quick] [--json] [--configs d12,d6] [--warmup 2] [--steps 5] [--no-torch]
+//   bun run bench:step [--quick] [--json] [--configs d12,d6] [--warmup 2] [--steps 5] [--threads N] [--no-torch]
 // Each config runs in its own child process, so its peak RSS (VmHWM) is its own; PyTorch runs after
 // it (scripts/torch_step.py, torch.set_num_threads(threads)), never at the same time.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     warmup: { type: "string" },
     steps: { type: "string" },
     "no-torch": { type: "boolean", default: false },
+    threads: { type: "string" },
     child: { type: "string" },
     dir: { type: "string" },
   },
@@ -176,7 +177,8 @@ if (values.child !== undefined) {
     for (const name of configs) {
       namedConfig(name);
       const args = ["bun", join(ROOT, "bench", "step.ts"), "--child", name, "--dir", dir, "--warmup", String(warmup), "--steps", String(steps)];
-      const proc = Bun.spawnSync(args, { stdout: "pipe", stderr: "inherit", env: process.env });
+      const env = values.threads === undefined ? process.env : { ...process.env, LLMTS_THREADS: values.threads };
+      const proc = Bun.spawnSync(args, { stdout: "pipe", stderr: "inherit", env });
       const line = proc.stdout.toString().split("\n").find((l) => l.startsWith("RESULT "));
       if (proc.exitCode !== 0 || line === undefined) {
         console.error(`bench step ${name} failed (exit ${proc.exitCode})`);
