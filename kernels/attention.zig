@@ -21,7 +21,7 @@ const V = @Vector(lanes, f32);
 pub const block = 64;
 /// Head channels packed (transposed) per pass of the score kernel; larger heads take several passes.
 const chunk_channels = 64;
-const tile_rows = 4;
+const tile_rows = 6;
 const tile_cols = 2 * lanes;
 
 const Tile = [block][block]f32;
@@ -271,9 +271,12 @@ fn exponentiateRow(row: *[block]f32, n: usize, kb: usize, scale: f32, shift: f32
 }
 
 fn rowMax(row: *const [block]f32, n: usize) f32 {
-    var best: f32 = -std.math.inf(f32);
-    for (row[0..n]) |x| best = @max(best, x);
-    return best;
+    assert(n >= 1 and n <= block);
+    const lowest: V = @splat(-std.math.inf(f32));
+    var best = lowest;
+    var c: usize = 0;
+    while (c < n) : (c += lanes) best = @max(best, @select(f32, laneMask(c, n), row[c..][0..lanes].*, lowest));
+    return @reduce(.Max, best);
 }
 
 fn dot(a: []const f32, b: []const f32) f32 {
