@@ -3,7 +3,7 @@
 // Error bound, element by element (u = 2^-24, γ_n = n·u/(1 − n·u), Higham §3.1), for query row t:
 //   A_ts = Σ_d |q_t,d·k_s,d|/√hs bounds a score's size, so a computed score is off by ≤ γ_{hs+1}·A_ts;
 //   an exponent error e becomes a relative error ≈ e in the weight P_ts = exp(x_ts − m). Adding the
-//   rounding of x − m (≤ u·|x − m| ≤ u·2·max A), the 3-ulp exp (tested in Zig) and one rescale by
+//   rounding of x − m (≤ u·|x − m| ≤ u·2·max A), the exp's relative error (≤ 3u, tested in Zig) and one rescale by
 //   α = exp(m_old − m_new) per key block (≤ 4u each), every weight is within a relative
 //     δ_t = 2γ_{hs+4}·max_s A_ts + (4·blocks + 8)·u.
 //   out_t = Σ P v / Σ P: the common part of the weights' errors cancels, the rest moves out by at most
@@ -104,10 +104,11 @@ function run(qkv: Float32Array, dout: Float32Array, B: number, T: number, C: num
 }
 
 // [B, T, NH, hs, input scale]: T=1, T inside one block, T just over one and two blocks; hs=1, 5
-// (not a multiple of 8), 8, 64 (GPT-2). B·NH = 1 with T > 64 takes the split backward schedule.
+// (not a multiple of 8), 8, 64 (GPT-2), 96. B·NH = 1 with T > 64 takes the split backward schedule.
 const SHAPES: Array<[number, number, number, number, number]> = [
   [1, 1, 1, 1, 1], [1, 1, 3, 64, 1], [2, 7, 3, 5, 1], [1, 7, 1, 8, 1], [2, 7, 1, 1, 1], [2, 65, 1, 64, 1], [1, 65, 3, 1, 1],
   [1, 65, 3, 5, 1], [1, 130, 3, 8, 1], [2, 130, 1, 5, 1], [1, 130, 1, 64, 1], [2, 130, 3, 64, 1], [1, 130, 1, 64, 3], [1, 7, 3, 5, 4],
+  [1, 70, 2, 96, 1], // hs > 64: the score kernel packs keys in two chunks of channels
 ];
 
 describe("attention vs the float64 reference", () => {
