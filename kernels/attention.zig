@@ -29,11 +29,11 @@ const Packed = [chunk_channels][block]f32;
 
 // ---- exp ----
 
-/// e^x for a vector, with a relative error below 3·2^-24 (tested): e^x = 2^n·e^r with n = round(x·log2 e) and r = x − n·ln 2 (split
-/// in two constants so n·ln2_hi is exact), e^r by its degree-7 Taylor polynomial (truncation error
-/// below 1e-8 on |r| ≤ ln2/2). Results below 2^-126 are flushed to 0: they only ever weigh a term
-/// against a row sum of at least 1. Written out instead of @exp, which LLVM lowers to one libm call
-/// per lane.
+/// e^x for a vector, with a relative error below 3·2^-24 (tested). e^x = 2^n·e^r with
+/// n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two constants so n·ln2_hi is exact), e^r by
+/// its degree-7 Taylor polynomial (truncation error below 1e-8 on |r| ≤ ln2/2). Results below
+/// 2^-126 are flushed to 0: they only ever weigh a term against a row sum of at least 1. Written
+/// out instead of @exp, which LLVM lowers to one libm call per lane.
 pub fn expV(x: V) V {
     const lowest: V = @splat(-87.33);
     const clamped = @min(@max(x, @as(V, @splat(-88.0))), @as(V, @splat(88.0)));

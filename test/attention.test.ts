@@ -3,8 +3,8 @@
 // Error bound, element by element (u = 2^-24, γ_n = n·u/(1 − n·u), Higham §3.1), for query row t:
 //   A_ts = Σ_d |q_t,d·k_s,d|/√hs bounds a score's size, so a computed score is off by ≤ γ_{hs+1}·A_ts;
 //   an exponent error e becomes a relative error ≈ e in the weight P_ts = exp(x_ts − m). Adding the
-//   rounding of x − m (≤ u·|x − m| ≤ u·2·max A), the exp's relative error (≤ 3u, tested in Zig) and one rescale by
-//   α = exp(m_old − m_new) per key block (≤ 4u each), every weight is within a relative
+//   rounding of x − m (≤ u·|x − m| ≤ u·2·max A), the exp's relative error (≤ 3u, tested in Zig) and
+//   one rescale by α = exp(m_old − m_new) per key block (≤ 4u each), every weight is within a relative
 //     δ_t = 2γ_{hs+4}·max_s A_ts + (4·blocks + 8)·u.
 //   out_t = Σ P v / Σ P: the common part of the weights' errors cancels, the rest moves out by at most
 //   2δ_t·Σ p|v|, plus two sums of ≤ T terms: |Δout| ≤ (2δ_t + 2γ_{T+2})·Σ_s p_ts|v_s|.
