@@ -3,6 +3,7 @@
 const std = @import("std");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
+const attention = @import("attention.zig");
 
 fn slice(ptr: [*]f32, len: usize) []f32 {
     return ptr[0..len];
@@ -40,8 +41,19 @@ export fn llmts_matmul_backward_weight(dweight: [*]f32, dbias: ?[*]f32, dout: [*
     matmul.backwardWeight(slice(dweight, OC * C), if (dbias) |b| slice(b, OC) else null, constSlice(dout, BT * OC), constSlice(inp, BT * C), BT, C, OC);
 }
 
+// ---- attention ----
+export fn llmts_attention_forward(out: [*]f32, lse: [*]f32, qkv: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
+    attention.forward(slice(out, B * T * C), slice(lse, B * NH * T), constSlice(qkv, B * T * 3 * C), B, T, C, NH);
+}
+export fn llmts_attention_backward(dqkv: [*]f32, dout: [*]const f32, qkv: [*]const f32, out: [*]const f32, lse: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
+    attention.backward(slice(dqkv, B * T * 3 * C), constSlice(dout, B * T * C), constSlice(qkv, B * T * 3 * C), constSlice(out, B * T * C), constSlice(lse, B * NH * T), B, T, C, NH);
+}
+
 test {
     std.testing.refAllDecls(@This());
     _ = pool;
     _ = matmul;
+    _ = attention;
 }

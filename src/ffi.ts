@@ -27,6 +27,9 @@ const symbols = {
   llmts_matmul_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_input: { args: [ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_weight: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
+  // ---- attention ----
+  llmts_attention_forward: { args: [ptr, ptr, ptr, i32, i32, i32, i32], returns: VOID },
+  llmts_attention_backward: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32], returns: VOID },
 } as const;
 void i64;
 void f32;
@@ -138,4 +141,33 @@ export function matmulBackwardWeight(dweight: Float32Array, dbias: Float32Array 
   checkF32(fn, "dweight", dweight, OC * C); checkF32(fn, "dout", dout, BT * OC); checkF32(fn, "inp", inp, BT * C);
   if (dbias !== null) checkF32(fn, "dbias", dbias, OC);
   lib().llmts_matmul_backward_weight(dweight, dbias, dout, inp, BT, C, OC);
+}
+
+// ---- attention ----
+function checkAttentionShape(fn: string, B: number, T: number, C: number, NH: number): void {
+  checkDim(fn, "B", B); checkDim(fn, "T", T); checkDim(fn, "C", C); checkDim(fn, "NH", NH);
+  if (C % NH !== 0) throw new KernelArgumentError(`${fn}: C (${C}) must be a multiple of NH (${NH})`);
+  checkElementCount(fn, B * T * 3 * C);
+  checkElementCount(fn, B * NH * T);
+}
+
+/**
+ * Causal multi-head attention. qkv (B,T,3C) holds per (b,t) the row [q | k | v], head h using
+ * channels [h·hs, (h+1)·hs) of each, hs = C/NH. Writes out (B,T,C) = softmax(q·kᵀ/√hs, causal)·v
+ * and lse (B,NH,T), the natural-log logsumexp of each row of scaled scores.
+ */
+export function attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
+  const fn = "attentionForward";
+  checkAttentionShape(fn, B, T, C, NH);
+  checkF32(fn, "out", out, B * T * C); checkF32(fn, "lse", lse, B * NH * T); checkF32(fn, "qkv", qkv, B * T * 3 * C);
+  lib().llmts_attention_forward(out, lse, qkv, B, T, C, NH);
+}
+
+/** dqkv (B,T,3C) = (overwritten with) the gradient w.r.t. qkv, given dout and the forward's out and lse. */
+export function attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
+  const fn = "attentionBackward";
+  checkAttentionShape(fn, B, T, C, NH);
+  checkF32(fn, "dqkv", dqkv, B * T * 3 * C); checkF32(fn, "dout", dout, B * T * C); checkF32(fn, "qkv", qkv, B * T * 3 * C);
+  checkF32(fn, "out", out, B * T * C); checkF32(fn, "lse", lse, B * NH * T);
+  lib().llmts_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
 }
