@@ -284,19 +284,17 @@ export function adamwUpdate(params: Float32Array, grads: Float32Array, m: Float3
   checkAdamHyper(fn, "lr", lr, lr >= 0, "finite and ≥ 0");
   checkAdamHyper(fn, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
   checkAdamHyper(fn, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
-  checkAdamHyper(fn, "eps", eps, eps > 0, "finite and > 0");
+  checkAdamHyper(fn, "eps", eps, Math.fround(eps) > 0, "finite and > 0 in float32");
   checkAdamHyper(fn, "weightDecay", weightDecay, weightDecay >= 0, "finite and ≥ 0");
   checkAdamHyper(fn, "step", step, Number.isInteger(step) && step >= 1, "an integer ≥ 1");
-  checkAdamHyper(fn, "gradScale", gradScale, true, "finite");
-  const bc1 = 1 - beta1 ** step;
-  const bc2 = 1 - beta2 ** step;
+  checkAdamHyper(fn, "gradScale", gradScale, Number.isFinite(Math.fround(gradScale)), "finite in float32");
   const c = adamwCoefficients(lr, beta1, beta2, weightDecay, step);
-  if (!(bc1 > 0 && bc2 > 0)) throw new KernelArgumentError(`${fn}: bias corrections vanish (beta1=${beta1}, beta2=${beta2}, step=${step})`);
+  if (!(Math.fround(c.bc2Sqrt) > 0 && Number.isFinite(Math.fround(c.negStepSize)))) throw new KernelArgumentError(`${fn}: bias corrections vanish (beta1=${beta1}, beta2=${beta2}, step=${step})`);
   lib().llmts_adamw_update(params, grads, m, v, n, c.decay, beta1, 1 - beta1, beta2, 1 - beta2, c.bc2Sqrt, eps, c.negStepSize, gradScale);
 }
 
 /** The float64 scalars of one AdamW step, as torch.optim.AdamW computes them in Python. */
-export function adamwCoefficients(lr: number, beta1: number, beta2: number, weightDecay: number, step: number): { decay: number; bc2Sqrt: number; negStepSize: number } {
+function adamwCoefficients(lr: number, beta1: number, beta2: number, weightDecay: number, step: number): { decay: number; bc2Sqrt: number; negStepSize: number } {
   const bc1 = 1 - beta1 ** step;
   const bc2 = 1 - beta2 ** step;
   return { decay: 1 - lr * weightDecay, bc2Sqrt: Math.sqrt(bc2), negStepSize: -(lr / bc1) };

@@ -81,10 +81,12 @@ describe("adamw", () => {
     expect(call(1e-3, 1, 0.999, 1e-8, 0, 1)).toThrow(/beta1 must be in \[0, 1\)/);
     expect(call(1e-3, 0.9, -0.1, 1e-8, 0, 1)).toThrow(/beta2 must be in \[0, 1\)/);
     expect(call(1e-3, 0.9, 0.999, 0, 0, 1)).toThrow(/eps must be finite and > 0/);
+    expect(call(1e-3, 0.9, 0.999, 1e-50, 0, 1)).toThrow(/eps must be finite and > 0 in float32/);
     expect(call(1e-3, 0.9, 0.999, 1e-8, Infinity, 1)).toThrow(/weightDecay/);
     expect(call(1e-3, 0.9, 0.999, 1e-8, 0, 0)).toThrow(/step must be an integer ≥ 1, got 0/);
     expect(call(1e-3, 0.9, 0.999, 1e-8, 0, 1.5)).toThrow(/step must be an integer/);
     expect(call(1e-3, 0.9, 0.999, 1e-8, 0, 1, NaN)).toThrow(/gradScale must be finite/);
+    expect(call(1e-3, 0.9, 0.999, 1e-8, 0, 1, 1e39)).toThrow(/gradScale must be finite in float32/);
     expect(() => adamwUpdate(a, b, new Float32Array(3), d, 1e-3, 0.9, 0.999, 1e-8, 0, 1, 1)).toThrow(/m has 3 elements, the shape needs 4/);
     expect(() => adamwUpdate(new Float32Array(0), b, c, d, 1e-3, 0.9, 0.999, 1e-8, 0, 1, 1)).toThrow(KernelArgumentError);
   });
