@@ -1,0 +1,39 @@
+// Atomic file writes: write a temp file beside the target, fsync it, rename it over the target,
+// fsync the directory. A crash at any point leaves either the old file or the new one, whole.
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+
+/** Writes the chunks in order to `path`, atomically. */
+export function writeFileAtomic(path: string, chunks: ArrayBufferView[]): void {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = openSync(temp, "w", 0o644);
+  try {
+    for (const chunk of chunks) {
+      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      let written = 0;
+      // Large views are written in pieces: a single write() is capped near 2 GiB on Linux.
+      while (written < bytes.length) written += writeSync(fd, bytes, written, Math.min(bytes.length - written, 1 << 30));
+    }
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temp);
+    throw error;
+  }
+  closeSync(fd);
+  renameSync(temp, path);
+  syncDirectory(dirname(path));
+}
+
+function syncDirectory(dir: string): void {
+  try {
+    const fd = openSync(dir, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename itself is still atomic.
+  }
+}

@@ -1,0 +1,97 @@
+// llm.c's model checkpoint (gpt2_124M.bin and friends), read and written byte-compatibly:
+// 256 little-endian int32 header words — [0] magic 20240326, [1] version (3 = fp32), [2] maxT,
+// [3] V, [4] L, [5] NH, [6] C, [7] Vp — then the fp32 parameters in llm.c's order.
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { type GPT2Config, PARAMETER_NAMES, validateConfig } from "../model/config.ts";
+import { parameterLayout } from "../model/parameters.ts";
+import { writeFileAtomic } from "./atomic.ts";
+
+export const LLMC_MODEL_MAGIC = 20240326;
+export const LLMC_MODEL_VERSION_FP32 = 3;
+export const LLMC_MODEL_VERSION_BF16 = 5;
+const HEADER_BYTES = 256 * 4;
+
+export interface LoadedWeights {
+  config: GPT2Config;
+  params: Float32Array;
+}
+
+export class CheckpointError extends Error {
+  override name = "CheckpointError";
+}
+
+/** Reads exactly `bytes.length` bytes at `position`, or throws naming the file. */
+export function readExactly(fd: number, bytes: Uint8Array, position: number, path: string, what: string): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const n = readSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), position + done);
+    if (n === 0) throw new CheckpointError(`${path}: truncated while reading ${what} (${done} of ${bytes.length} bytes)`);
+    done += n;
+  }
+}
+
+export function readLlmcHeader(fd: number, path: string, fileBytes: number): GPT2Config {
+  if (fileBytes < HEADER_BYTES) throw new CheckpointError(`${path}: ${fileBytes} bytes is shorter than the 1024-byte llm.c header`);
+  const header = new Int32Array(256);
+  readExactly(fd, new Uint8Array(header.buffer), 0, path, "the header");
+  if (header[0] !== LLMC_MODEL_MAGIC) throw new CheckpointError(`${path}: header magic is ${header[0]}, an llm.c model file has ${LLMC_MODEL_MAGIC}`);
+  if (header[1] === LLMC_MODEL_VERSION_BF16) throw new CheckpointError(`${path}: header version 5 (bf16 weights) is not supported; llm.ts reads version 3 (fp32)`);
+  if (header[1] !== LLMC_MODEL_VERSION_FP32) throw new CheckpointError(`${path}: header version is ${header[1]}, expected 3 (fp32)`);
+  const config: GPT2Config = { maxT: header[2], V: header[3], L: header[4], NH: header[5], C: header[6], Vp: header[7] };
+  try {
+    validateConfig(config, `${path}: header`);
+  } catch (error) {
+    throw new CheckpointError((error as Error).message);
+  }
+  return config;
+}
+
+/** Reads an llm.c fp32 model checkpoint, validating the header, the size and every value. */
+export function readLlmcCheckpoint(path: string): LoadedWeights {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw new CheckpointError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    const fileBytes = fstatSync(fd).size;
+    const config = readLlmcHeader(fd, path, fileBytes);
+    const layout = parameterLayout(config);
+    const expected = HEADER_BYTES + layout.total * 4;
+    if (fileBytes < expected) throw new CheckpointError(`${path}: truncated: ${fileBytes} bytes, the header's shapes need ${expected}`);
+    if (fileBytes > expected) throw new CheckpointError(`${path}: ${fileBytes} bytes, but the header's shapes need exactly ${expected} (${fileBytes - expected} extra)`);
+    const params = new Float32Array(layout.total);
+    readExactly(fd, new Uint8Array(params.buffer), HEADER_BYTES, path, "the parameters");
+    checkFinite(params, config, path);
+    return { config, params };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Throws naming the tensor and index of the first NaN or Inf. */
+export function checkFinite(params: Float32Array, config: GPT2Config, path: string): void {
+  const layout = parameterLayout(config);
+  for (let i = 0; i < params.length; i++) {
+    const x = params[i];
+    if (x - x !== 0) {
+      const name = PARAMETER_NAMES.findLast((n) => layout.offsets[n] <= i) ?? "wte";
+      throw new CheckpointError(`${path}: tensor ${name} has a non-finite value (${x}) at element ${i - layout.offsets[name]}`);
+    }
+  }
+}
+
+export function llmcHeader(config: GPT2Config): Int32Array {
+  const header = new Int32Array(256);
+  header.set([LLMC_MODEL_MAGIC, LLMC_MODEL_VERSION_FP32, config.maxT, config.V, config.L, config.NH, config.C, config.Vp]);
+  return header;
+}
+
+/** Writes an llm.c fp32 model checkpoint atomically (temp file, fsync, rename). */
+export function writeLlmcCheckpoint(path: string, config: GPT2Config, params: Float32Array): void {
+  validateConfig(config, path);
+  const layout = parameterLayout(config);
+  if (params.length !== layout.total) throw new CheckpointError(`${path}: ${params.length} parameters given, the config needs ${layout.total}`);
+  writeFileAtomic(path, [llmcHeader(config), params]);
+}
