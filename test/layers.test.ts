@@ -358,3 +358,24 @@ describe("softmax cross-entropy", () => {
     expect(() => softmaxCrossEntropyBackward(p, new Float32Array(15), Int32Array.from([0, 1]), 1, 2, 6, 8)).toThrow(/probs has 15/);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+describe("determinism of the row/element kernels", () => {
+  test("forward and backward repeat bit-identically on 1 and 2 threads", () => {
+    const [N, C, V, Vp] = [37, 101, 1000, 1031];
+    const x = randomF32(N * C, 70, 3), w = randomF32(C, 71), b = randomF32(C, 72), logits = randomF32(N * Vp, 73, 5), targets = randomTokens(N, V, 74);
+    const run = () => {
+      const ln = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+      layernormForward(ln, mean, rstd, x, w, b, N, C);
+      const g = new Float32Array(N * C), dg = new Float32Array(N * C);
+      geluForward(g, ln, N * C);
+      geluBackward(dg, ln, x, N * C);
+      const probs = new Float32Array(N * Vp), losses = new Float32Array(N);
+      softmaxCrossEntropyForward(probs, losses, logits, targets, N, V, Vp);
+      softmaxCrossEntropyBackward(probs, probs, targets, 1 / N, N, V, Vp);
+      return [ln, mean, rstd, g, dg, probs, losses];
+    };
+    const first = run(), again = run(), single = withThreads(1, run);
+    for (let j = 0; j < first.length; j++) expect(same(first[j], again[j]) && same(first[j], single[j])).toBe(true);
+  });
+});
