@@ -24,6 +24,8 @@ const BENCHMARKS: Benchmark[] = [
   { name: "matmul", command: (q) => `bun bench/matmul.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
   // ---- model ----
   { name: "step", command: (q) => `bun bench/step.ts${q ? " --quick" : ""}`, runs: () => 1 },
+  { name: "attention", command: (q) => `bun bench/attention.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "layers", command: (q) => `bun bench/layers.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
 ];
 
 let failed = 0;
