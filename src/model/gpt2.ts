@@ -5,7 +5,7 @@ import { type GPT2Config, type ParameterName, PARAMETER_NAMES, validateConfig } 
 import { type Activations, ActivationMemory } from "./activations.ts";
 import { initParameters } from "./init.ts";
 import { loadWeights } from "../io/load_weights.ts";
-import * as kernels from "./kernels.ts";
+import * as kernels from "../ffi.ts";
 import { type ParameterViews, layerSlice, parameterLayout, parameterViews } from "./parameters.ts";
 
 type LayerTensors = Record<ParameterName, Float32Array>;

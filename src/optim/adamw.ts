@@ -1,6 +1,6 @@
 // AdamW with PyTorch's semantics (decoupled weight decay, bias-corrected moments), one fused Zig
 // pass over all parameters per update. The moments use the parameters' flat layout.
-import { adamwUpdate, gradNormSquared } from "../model/kernels.ts";
+import { adamwUpdate, gradNormSquared } from "../ffi.ts";
 
 export interface AdamWHyperparameters {
   lr: number;
