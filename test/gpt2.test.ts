@@ -241,6 +241,20 @@ describe("gradient accumulation and shapes", () => {
     expect(() => model.backward()).toThrow(/forward\(\) with targets/);
   });
 
+  test("profile: when set, every kernel type gets time; the result is unchanged", () => {
+    const plain = model.forward(fixture.inputs, fixture.targets, B, T);
+    model.profile = new Map();
+    try {
+      expect(model.forward(fixture.inputs, fixture.targets, B, T)).toBe(plain);
+      model.backward();
+      const buckets = [...model.profile.keys()].sort();
+      expect(buckets).toEqual(["attention_bwd", "attention_fwd", "encoder", "gelu", "layernorm", "matmul_bwd", "matmul_fwd", "residual", "softmax_xent"]);
+      for (const ms of model.profile.values()) expect(ms).toBeGreaterThan(0);
+    } finally {
+      model.profile = null;
+    }
+  });
+
   test("backward runs once per forward", () => {
     model.forward(fixture.inputs, fixture.targets, B, T);
     model.backward();
