@@ -8,7 +8,10 @@ import { loadWeights } from "../io/load_weights.ts";
 import * as kernels from "../ffi.ts";
 import { type ParameterViews, layerSlice, parameterLayout, parameterViews } from "./parameters.ts";
 
-type LayerTensors = Record<ParameterName, Float32Array>;
+/** The tensors with a leading L dimension (all but wte, wpe, lnfw, lnfb). */
+const LAYER_TENSOR_NAMES = PARAMETER_NAMES.filter((n) => n !== "wte" && n !== "wpe" && n !== "lnfw" && n !== "lnfb");
+type LayerTensorName = Exclude<ParameterName, "wte" | "wpe" | "lnfw" | "lnfb">;
+type LayerTensors = Record<LayerTensorName, Float32Array>;
 
 /** The kernels the model calls, as one table so it can be swapped for a timed copy. */
 const KERNELS = {
@@ -54,10 +57,10 @@ function timedKernels(profile: Map<string, number>): Kernels {
   return timed as Kernels;
 }
 
-/** Views of layer l's slice of each per-layer tensor (wte, wpe, lnfw, lnfb are not per-layer). */
+/** Views of layer l's slice of each per-layer tensor. */
 function layerTensors(views: ParameterViews, L: number, l: number): LayerTensors {
   const out = {} as LayerTensors;
-  for (const name of PARAMETER_NAMES) out[name] = layerSlice(views[name], L, l);
+  for (const name of LAYER_TENSOR_NAMES as LayerTensorName[]) out[name] = layerSlice(views[name], L, l);
   return out;
 }
 
