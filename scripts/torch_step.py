@@ -20,6 +20,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_reference import NAMES, read_checkpoint  # noqa: E402
 
+PER_LAYER = {"ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"}
+
 
 def forward(P, cfg, idx):
     B, T = idx.shape
@@ -58,9 +60,19 @@ def main():
     assert tokens.size == args.B * args.T + 1
     idx = torch.from_numpy(tokens[:-1].reshape(args.B, args.T))
     targets = torch.from_numpy(tokens[1:].reshape(args.B, args.T))
-    P = {n: torch.nn.Parameter(torch.from_numpy(np.array(tensors[n]))) for n in NAMES}
+    # One Parameter per layer and tensor, as an nn.Module would hold them: indexing a stacked (L,...)
+    # Parameter makes autograd materialise a full (L,...) zero gradient per layer (SelectBackward),
+    # which tripled PyTorch's backward time here and would make the comparison unfair.
+    P = {}
+    for n in NAMES:
+        t = tensors[n]
+        if n in PER_LAYER:
+            P[n] = [torch.nn.Parameter(torch.from_numpy(np.array(t[l]))) for l in range(cfg["L"])]
+        else:
+            P[n] = torch.nn.Parameter(torch.from_numpy(np.array(t)))
     del tensors
-    opt = torch.optim.AdamW([P[n] for n in NAMES], lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    params = [p for n in NAMES for p in (P[n] if isinstance(P[n], list) else [P[n]])]
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     times, losses = [], []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
