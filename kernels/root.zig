@@ -3,6 +3,8 @@
 const std = @import("std");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
+const gemm = @import("gemm.zig");
+const peak = @import("peak.zig");
 
 fn slice(ptr: [*]f32, len: usize) []f32 {
     return ptr[0..len];
@@ -40,8 +42,26 @@ export fn llmts_matmul_backward_weight(dweight: [*]f32, dbias: ?[*]f32, dout: [*
     matmul.backwardWeight(slice(dweight, OC * C), if (dbias) |b| slice(b, OC) else null, constSlice(dout, BT * OC), constSlice(inp, BT * C), BT, C, OC);
 }
 
+// ---- peak ----
+/// FMA GFLOP/s of `threads` threads running `width`-lane FMA chains (8, or 16 where AVX-512
+/// exists) for about `ms` milliseconds; -1 for an unsupported width or thread count. The pool is
+/// restored to its previous size afterwards.
+export fn llmts_fma_peak_gflops(threads: i32, ms: i32, width: i32) callconv(.c) f64 {
+    if (threads < 1 or threads > pool.max_threads or ms < 1) return -1;
+    if (width != 8 and width != peak.max_width) return -1;
+    const previous = pool.threads();
+    if (previous != threads) pool.init(@intCast(threads)) catch return -1;
+    defer if (previous != threads) pool.init(previous) catch {};
+    return if (width == 16) peak.measure(16, @intCast(ms)) else peak.measure(8, @intCast(ms));
+}
+/// f32 lanes per vector register the matmul kernels were built for (8 = AVX2, 16 = AVX-512).
+export fn llmts_matmul_lanes() callconv(.c) i32 {
+    return gemm.lanes;
+}
+
 test {
     std.testing.refAllDecls(@This());
+    _ = peak;
     _ = pool;
     _ = matmul;
 }

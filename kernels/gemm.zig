@@ -1,0 +1,373 @@
+//! A packed, register-blocked, multithreaded SGEMM core: C(M,N) = init + A(M,K) · B(K,N), where
+//! the operands are addressed through strides so the three layouts of a linear layer (NT, NN, TN)
+//! share one implementation. GotoBLAS/BLIS structure:
+//!   for each N block (nb ≤ nb_max), M block (mb ≤ mb_max), K block (kc ≤ kc_max), in that order:
+//!     1. pack A's block into mr-row panels and B's block into nr-column panels (parallel; panels
+//!        are zero-padded so the microkernel never sees a ragged edge),
+//!     2. compute every mr×nr tile with the microkernel (parallel over tasks = M sub-blocks × N
+//!        sub-blocks; inside a task the B micro-panel (kc×nr) stays in L1 while the A sub-block
+//!        (≈ mc×kc) stays in L2).
+//! Determinism: every output element is computed by exactly one microkernel call per K block, in
+//! the fixed K-block order, with a sequential k loop inside. Task boundaries change who computes a
+//! tile, never how; results are bit-identical for any thread count.
+const std = @import("std");
+const builtin = @import("builtin");
+const pool = @import("pool.zig");
+const assert = std.debug.assert;
+
+const has_avx512 = builtin.cpu.arch == .x86_64 and std.Target.x86.featureSetHas(builtin.cpu.features, .avx512f);
+
+/// f32 lanes per SIMD register on the build target (8 for AVX2, 16 with AVX-512).
+pub const lanes = if (has_avx512) 16 else 8;
+pub const V = @Vector(lanes, f32);
+/// Register tile: mr rows × nr columns = 2·mr accumulators. AVX2 has 16 ymm registers: 6×16 uses
+/// 12 accumulators + 2 B vectors + 1 broadcast. AVX-512 has 32 zmm registers: 12×32 uses 24 + 3.
+pub const mr = if (has_avx512) 12 else 6;
+pub const nr = 2 * lanes;
+
+/// Cache blocking. A kc×nr B micro-panel must sit in L1 (32–48 KiB) next to the streaming A panel;
+/// an mc×kc A sub-block must sit in L2 (512 KiB–1 MiB).
+pub const Blocking = struct {
+    kc: usize,
+    mc_panels: usize, // A panels (of mr rows) per compute task's M sub-block
+    mb_max: usize, // rows of A packed at once (multiple of mr)
+    nb_max: usize, // columns of B packed at once (multiple of nr)
+};
+pub const default_blocking: Blocking = if (has_avx512)
+    .{ .kc = 192, .mc_panels = 16, .mb_max = mr * 256, .nb_max = nr * 128 }
+else
+    .{ .kc = 256, .mc_panels = 24, .mb_max = mr * 512, .nb_max = nr * 256 };
+
+/// Element (row, p) of an operand sits at ptr[row·row_stride + p·k_stride]; "row" is the M index
+/// for A and the N index for B, p is the K index.
+pub const Operand = struct {
+    ptr: [*]const f32,
+    row_stride: usize,
+    k_stride: usize,
+};
+
+pub const Problem = struct {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    c: [*]f32,
+    ldc: usize,
+    /// true: C += A·B. false: C = bias + A·B (bias per column, or zero when null).
+    accumulate: bool,
+    bias: ?[*]const f32 = null,
+};
+
+// Packing buffers: grown once to the largest block seen, never freed (the library lives as long
+// as the process). Only one GEMM runs at a time (the pool is not reentrant).
+var a_pack: []align(64) f32 = &.{};
+var b_pack: []align(64) f32 = &.{};
+
+fn ensureCapacity(buffer: *[]align(64) f32, count: usize) void {
+    if (buffer.len >= count) return;
+    const allocator = std.heap.page_allocator;
+    if (buffer.len > 0) allocator.free(buffer.*);
+    buffer.* = allocator.alignedAlloc(f32, .@"64", count) catch @panic("llm.ts matmul: out of memory for packing buffers");
+}
+
+const Init = enum { load, bias, zero };
+
+/// The register tile: c[0..mr][0..nr] (row stride ldc) = init + Σ_p a[p·mr + i]·b[p·nr + j].
+/// Accumulators live in registers for the whole k loop; nothing is reduced horizontally.
+inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ldc: usize, init: Init, bias: ?[*]const f32) void {
+    var acc: [mr][2]V = undefined;
+    switch (init) {
+        .load => inline for (0..mr) |i| {
+            acc[i][0] = c[i * ldc ..][0..lanes].*;
+            acc[i][1] = c[i * ldc + lanes ..][0..lanes].*;
+        },
+        .bias => {
+            const b0: V = bias.?[0..lanes].*;
+            const b1: V = bias.?[lanes..][0..lanes].*;
+            inline for (0..mr) |i| acc[i] = .{ b0, b1 };
+        },
+        .zero => inline for (0..mr) |i| {
+            acc[i] = .{ @splat(0), @splat(0) };
+        },
+    }
+    var ap = a;
+    var bp = b;
+    var p: usize = 0;
+    while (p < kc) : (p += 1) {
+        const b0: V = bp[0..lanes].*;
+        const b1: V = bp[lanes..][0..lanes].*;
+        inline for (0..mr) |i| {
+            const ai: V = @splat(ap[i]);
+            acc[i][0] = @mulAdd(V, ai, b0, acc[i][0]);
+            acc[i][1] = @mulAdd(V, ai, b1, acc[i][1]);
+        }
+        ap += mr;
+        bp += nr;
+    }
+    inline for (0..mr) |i| {
+        c[i * ldc ..][0..lanes].* = acc[i][0];
+        c[i * ldc + lanes ..][0..lanes].* = acc[i][1];
+    }
+}
+
+/// A ragged tile (rows < mr or cols < nr) goes through a full-size scratch tile, so the
+/// microkernel performs exactly the same operations as for an interior tile.
+fn edgeTile(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ldc: usize, rows: usize, cols: usize, init: Init, bias: ?[*]const f32) void {
+    assert(rows >= 1 and rows <= mr and cols >= 1 and cols <= nr);
+    var scratch: [mr * nr]f32 align(64) = @splat(0);
+    var bias_row: [nr]f32 align(64) = @splat(0);
+    if (init == .load) {
+        for (0..rows) |i| @memcpy(scratch[i * nr ..][0..cols], c[i * ldc ..][0..cols]);
+    }
+    if (init == .bias) @memcpy(bias_row[0..cols], bias.?[0..cols]);
+    microkernel(kc, a, b, &scratch, nr, init, &bias_row);
+    for (0..rows) |i| @memcpy(c[i * ldc ..][0..cols], scratch[i * nr ..][0..cols]);
+}
+
+/// Packs rows [row0, row0+rows) × K range [p0, p0+kc) of `src` into dst[p·r + i], zero-padding
+/// rows up to r.
+fn packPanel(comptime r: usize, dst: [*]f32, src: Operand, row0: usize, rows: usize, p0: usize, kc: usize) void {
+    assert(rows >= 1 and rows <= r);
+    if (src.row_stride == 1) {
+        // Rows are contiguous for a fixed p: copy r-wide slabs.
+        for (0..kc) |p| {
+            const s = src.ptr + (p0 + p) * src.k_stride + row0;
+            const d = dst + p * r;
+            if (rows == r) {
+                d[0..r].* = s[0..r].*;
+            } else {
+                @memcpy(d[0..rows], s[0..rows]);
+                @memset(d[rows..r], 0);
+            }
+        }
+    } else {
+        // Each row is a run along p (k_stride usually 1): read runs, write with stride r.
+        for (0..rows) |i| {
+            const s = src.ptr + (row0 + i) * src.row_stride + p0 * src.k_stride;
+            for (0..kc) |p| dst[p * r + i] = s[p * src.k_stride];
+        }
+        if (rows < r) for (0..kc) |p| @memset(dst[p * r + rows .. p * r + r], 0);
+    }
+}
+
+const panels_per_pack_task = 4;
+
+const Step = struct {
+    problem: *const Problem,
+    blocking: *const Blocking,
+    // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pc, pc+kc).
+    ic: usize,
+    mb: usize,
+    jc: usize,
+    nb: usize,
+    pc: usize,
+    kc: usize,
+    a_panels: usize,
+    b_panels: usize,
+    // Compute task grid: m_blocks × n_blocks sub-blocks of whole panels.
+    m_blocks: usize,
+    n_blocks: usize,
+
+    fn packTask(self: *const Step, task: usize) void {
+        const a_tasks = std.math.divCeil(usize, self.a_panels, panels_per_pack_task) catch unreachable;
+        const g = self.problem;
+        if (task < a_tasks) {
+            const first = task * panels_per_pack_task;
+            const last = @min(self.a_panels, first + panels_per_pack_task);
+            for (first..last) |panel| {
+                const row0 = panel * mr;
+                packPanel(mr, a_pack.ptr + panel * mr * self.kc, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pc, self.kc);
+            }
+        } else {
+            const first = (task - a_tasks) * panels_per_pack_task;
+            const last = @min(self.b_panels, first + panels_per_pack_task);
+            for (first..last) |panel| {
+                const col0 = panel * nr;
+                packPanel(nr, b_pack.ptr + panel * nr * self.kc, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pc, self.kc);
+            }
+        }
+    }
+
+    fn computeTask(self: *const Step, task: usize) void {
+        const g = self.problem;
+        const mi = task % self.m_blocks;
+        const ni = task / self.m_blocks;
+        const a_first, const a_last = split(self.a_panels, self.m_blocks, mi);
+        const b_first, const b_last = split(self.b_panels, self.n_blocks, ni);
+        const init: Init = if (self.pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
+        for (b_first..b_last) |jp| {
+            const col = jp * nr;
+            const cols = @min(nr, self.nb - col);
+            const b = b_pack.ptr + jp * nr * self.kc;
+            const bias = if (g.bias) |bias| bias + self.jc + col else null;
+            for (a_first..a_last) |ip| {
+                const row = ip * mr;
+                const rows = @min(mr, self.mb - row);
+                const a = a_pack.ptr + ip * mr * self.kc;
+                const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
+                if (rows == mr and cols == nr) {
+                    microkernel(self.kc, a, b, c, g.ldc, init, bias);
+                } else {
+                    edgeTile(self.kc, a, b, c, g.ldc, rows, cols, init, bias);
+                }
+            }
+        }
+    }
+};
+
+/// Part `index` of `count` near-equal parts of [0, total).
+fn split(total: usize, count: usize, index: usize) struct { usize, usize } {
+    assert(index < count and count <= total);
+    return .{ total * index / count, total * (index + 1) / count };
+}
+
+pub fn run(problem: *const Problem) void {
+    runBlocked(problem, &default_blocking);
+}
+
+pub fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
+    assert(g.m > 0 and g.n > 0 and g.k > 0);
+    assert(g.ldc >= g.n);
+    assert(blocking.mb_max % mr == 0 and blocking.nb_max % nr == 0 and blocking.kc > 0);
+    const mb_cap = @min(blocking.mb_max, roundUp(g.m, mr));
+    const nb_cap = @min(blocking.nb_max, roundUp(g.n, nr));
+    const kc_cap = @min(blocking.kc, g.k);
+    ensureCapacity(&a_pack, mb_cap * kc_cap);
+    ensureCapacity(&b_pack, nb_cap * kc_cap);
+    const threads = pool.threads();
+
+    var jc: usize = 0;
+    while (jc < g.n) : (jc += blocking.nb_max) {
+        const nb = @min(blocking.nb_max, g.n - jc);
+        var ic: usize = 0;
+        while (ic < g.m) : (ic += blocking.mb_max) {
+            const mb = @min(blocking.mb_max, g.m - ic);
+            const a_panels = divCeil(mb, mr);
+            const b_panels = divCeil(nb, nr);
+            // Enough compute tasks that the atomic counter can balance threads; N sub-blocks keep
+            // ≥ 4 panels so the L2-resident A sub-block is reused.
+            const m_blocks = divCeil(a_panels, blocking.mc_panels);
+            const wanted_tasks = 4 * threads;
+            const n_blocks = @max(1, @min(divCeil(wanted_tasks, m_blocks), b_panels / 4));
+            var pc: usize = 0;
+            while (pc < g.k) : (pc += blocking.kc) {
+                const step = Step{
+                    .problem = g,
+                    .blocking = blocking,
+                    .ic = ic,
+                    .mb = mb,
+                    .jc = jc,
+                    .nb = nb,
+                    .pc = pc,
+                    .kc = @min(blocking.kc, g.k - pc),
+                    .a_panels = a_panels,
+                    .b_panels = b_panels,
+                    .m_blocks = m_blocks,
+                    .n_blocks = n_blocks,
+                };
+                const pack_tasks = divCeil(a_panels, panels_per_pack_task) + divCeil(b_panels, panels_per_pack_task);
+                pool.parallelFor(Step, &step, pack_tasks, Step.packTask);
+                pool.parallelFor(Step, &step, m_blocks * n_blocks, Step.computeTask);
+            }
+        }
+    }
+}
+
+fn divCeil(a: usize, b: usize) usize {
+    return (a + b - 1) / b;
+}
+fn roundUp(a: usize, b: usize) usize {
+    return divCeil(a, b) * b;
+}
+
+// ---- tests ----
+
+fn reference(g: *const Problem, out: []f64) void {
+    for (0..g.m) |i| for (0..g.n) |j| {
+        var sum: f64 = if (g.accumulate) g.c[i * g.ldc + j] else if (g.bias) |b| b[j] else 0;
+        for (0..g.k) |p| sum += @as(f64, g.a.ptr[i * g.a.row_stride + p * g.a.k_stride]) * g.b.ptr[j * g.b.row_stride + p * g.b.k_stride];
+        out[i * g.n + j] = sum;
+    };
+}
+
+fn checkShape(m: usize, n: usize, k: usize, a_transposed: bool, b_transposed: bool, accumulate: bool, with_bias: bool, blocking: *const Blocking) !void {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(m * 1_000_003 + n * 1009 + k);
+    const random = prng.random();
+    const a = try gpa.alloc(f32, m * k);
+    defer gpa.free(a);
+    const b = try gpa.alloc(f32, n * k);
+    defer gpa.free(b);
+    const bias = try gpa.alloc(f32, n);
+    defer gpa.free(bias);
+    const c = try gpa.alloc(f32, m * n);
+    defer gpa.free(c);
+    const want = try gpa.alloc(f64, m * n);
+    defer gpa.free(want);
+    for (a) |*x| x.* = random.floatNorm(f32);
+    for (b) |*x| x.* = random.floatNorm(f32);
+    for (bias) |*x| x.* = random.floatNorm(f32);
+    for (c) |*x| x.* = if (accumulate) random.floatNorm(f32) else std.math.nan(f32);
+    const problem = Problem{
+        .m = m,
+        .n = n,
+        .k = k,
+        .a = if (a_transposed) .{ .ptr = a.ptr, .row_stride = 1, .k_stride = m } else .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 },
+        .b = if (b_transposed) .{ .ptr = b.ptr, .row_stride = 1, .k_stride = n } else .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 },
+        .c = c.ptr,
+        .ldc = n,
+        .accumulate = accumulate,
+        .bias = if (with_bias) bias.ptr else null,
+    };
+    reference(&problem, want);
+    runBlocked(&problem, blocking);
+    // Entries are N(0,1) products: |error| of a K-term float32 sum is far below 1e-5·(K+2)·4σ;
+    // a wrong or missing term is of order 1.
+    const tolerance = 1e-5 * @as(f64, @floatFromInt(k + 2)) * 4;
+    for (c, want) |got, expected| try std.testing.expectApproxEqAbs(expected, @as(f64, got), tolerance);
+}
+
+test "gemm matches a float64 reference at every edge: M/N/K remainders, size 1, all layouts" {
+    try pool.init(2);
+    defer pool.deinit();
+    // Tiny blocks exercise the N-block, M-block and K-block loops on small shapes.
+    const tiny = Blocking{ .kc = 5, .mc_panels = 2, .mb_max = mr * 3, .nb_max = nr * 2 };
+    const shapes = [_][3]usize{
+        .{ 1, 1, 1 },          .{ 1, 1, 7 },          .{ mr, nr, 1 },              .{ mr - 1, nr - 1, 3 },
+        .{ mr + 1, nr + 1, 11 }, .{ 2 * mr + 5, 3 * nr + 7, 13 }, .{ 1, 5 * nr + 3, 17 }, .{ 7 * mr + 1, 1, 9 },
+    };
+    for (shapes) |s| {
+        for ([_]bool{ false, true }) |at| for ([_]bool{ false, true }) |bt| {
+            try checkShape(s[0], s[1], s[2], at, bt, false, true, &tiny);
+            try checkShape(s[0], s[1], s[2], at, bt, true, false, &tiny);
+            try checkShape(s[0], s[1], s[2], at, bt, false, false, &default_blocking);
+            try checkShape(s[0], s[1], s[2], at, bt, true, false, &default_blocking);
+        };
+    }
+    // Beyond one default K block and with several N sub-blocks per task grid.
+    try checkShape(37, 3 * nr + 5, default_blocking.kc + 3, false, true, false, true, &default_blocking);
+    try checkShape(2 * mr * default_blocking.mc_panels + 1, 70, 2 * default_blocking.kc + 1, true, false, true, false, &default_blocking);
+}
+
+test "gemm is bit-identical across thread counts" {
+    const gpa = std.testing.allocator;
+    const m, const n, const k = .{ 45, 77, 300 };
+    var prng = std.Random.DefaultPrng.init(7);
+    const random = prng.random();
+    const a = try gpa.alloc(f32, m * k);
+    defer gpa.free(a);
+    const b = try gpa.alloc(f32, n * k);
+    defer gpa.free(b);
+    for (a) |*x| x.* = random.floatNorm(f32);
+    for (b) |*x| x.* = random.floatNorm(f32);
+    var results: [3][m * n]f32 = undefined;
+    for ([_]usize{ 1, 2, 3 }, 0..) |threads, r| {
+        try pool.init(threads);
+        const problem = Problem{ .m = m, .n = n, .k = k, .a = .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 }, .b = .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 }, .c = &results[r], .ldc = n, .accumulate = false };
+        run(&problem);
+    }
+    pool.deinit();
+    try std.testing.expectEqualSlices(f32, &results[0], &results[1]);
+    try std.testing.expectEqualSlices(f32, &results[0], &results[2]);
+}
