@@ -141,14 +141,78 @@ fn packPanel(comptime r: usize, dst: [*]f32, src: Operand, row0: usize, rows: us
                 @memset(d[rows..r], 0);
             }
         }
+    } else if (src.k_stride == 1) {
+        // Each row is a run along p: transpose 8×8 blocks in registers, then finish the ragged
+        // rows and columns element by element.
+        const rows8 = rows / 8 * 8;
+        const kc8 = kc / 8 * 8;
+        var i: usize = 0;
+        while (i < rows8) : (i += 8) {
+            const s = src.ptr + (row0 + i) * src.row_stride + p0;
+            var p: usize = 0;
+            while (p < kc8) : (p += 8) transpose8x8(dst + p * r + i, r, s + p, src.row_stride);
+            for (kc8..kc) |q| {
+                for (0..8) |ii| dst[q * r + i + ii] = s[ii * src.row_stride + q];
+            }
+        }
+        for (rows8..rows) |ii| {
+            const s = src.ptr + (row0 + ii) * src.row_stride + p0;
+            for (0..kc) |p| dst[p * r + ii] = s[p];
+        }
+        if (rows < r) for (0..kc) |p| @memset(dst[p * r + rows .. p * r + r], 0);
     } else {
-        // Each row is a run along p (k_stride usually 1): read runs, write with stride r.
+        // General strides (not used by the linear layers): element by element.
         for (0..rows) |i| {
             const s = src.ptr + (row0 + i) * src.row_stride + p0 * src.k_stride;
             for (0..kc) |p| dst[p * r + i] = s[p * src.k_stride];
         }
         if (rows < r) for (0..kc) |p| @memset(dst[p * r + rows .. p * r + r], 0);
     }
+}
+
+const V8 = @Vector(8, f32);
+
+/// dst[q·dst_stride + i] = src[i·src_stride + q] for i, q in [0, 8): the 8×8 block transposed by
+/// three rounds of swapping off-diagonal sub-blocks (4×4, then 2×2, then 1×1).
+inline fn transpose8x8(dst: [*]f32, dst_stride: usize, src: [*]const f32, src_stride: usize) void {
+    var rows: [8]V8 = undefined;
+    inline for (0..8) |i| rows[i] = src[i * src_stride ..][0..8].*;
+    inline for (.{ 4, 2, 1 }) |s| {
+        const low = comptime swapMask(s, false);
+        const high = comptime swapMask(s, true);
+        inline for (0..8) |i| {
+            if (i & s == 0) {
+                const a = rows[i];
+                const b = rows[i + s];
+                rows[i] = @shuffle(f32, a, b, low);
+                rows[i + s] = @shuffle(f32, a, b, high);
+            }
+        }
+    }
+    inline for (0..8) |q| dst[q * dst_stride ..][0..8].* = rows[q];
+}
+
+/// Shuffle masks for one round: row i keeps its elements j with (j & s) == 0 and takes the
+/// partner row's elements j - s for the others; the partner row gets the mirror image.
+fn swapMask(comptime s: usize, comptime partner: bool) [8]i32 {
+    var mask: [8]i32 = undefined;
+    for (0..8) |j| {
+        const in_low_half = j & s == 0;
+        if (!partner) {
+            mask[j] = if (in_low_half) @intCast(j) else ~@as(i32, @intCast(j - s));
+        } else {
+            mask[j] = if (in_low_half) @intCast(j + s) else ~@as(i32, @intCast(j));
+        }
+    }
+    return mask;
+}
+
+test "transpose8x8 transposes" {
+    var src: [8 * 11]f32 = undefined;
+    for (&src, 0..) |*x, i| x.* = @floatFromInt(i);
+    var dst: [8 * 13]f32 = @splat(-1);
+    transpose8x8(&dst, 13, &src, 11);
+    for (0..8) |q| for (0..8) |i| try std.testing.expectEqual(src[i * 11 + q], dst[q * 13 + i]);
 }
 
 const panels_per_pack_task = 4;
