@@ -79,8 +79,11 @@ inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ld
     var acc: [mr][2]V = undefined;
     switch (init) {
         .load => inline for (0..mr) |i| {
-            acc[i][0] = c[i * ldc ..][0..lanes].*;
-            acc[i][1] = c[i * ldc + lanes ..][0..lanes].*;
+            // C is added after the k loop: the tile (often in L3 or memory: C is re-read once
+            // per K block) arrives during the loop instead of stalling its start.
+            @prefetch(c + i * ldc, .{ .rw = .write, .locality = 3 });
+            @prefetch(c + i * ldc + nr - 1, .{ .rw = .write, .locality = 3 });
+            acc[i] = .{ @splat(0), @splat(0) };
         },
         .bias => {
             const b0: V = bias.?[0..lanes].*;
@@ -105,6 +108,10 @@ inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ld
         ap += mr;
         bp += nr;
     }
+    if (init == .load) inline for (0..mr) |i| {
+        acc[i][0] += c[i * ldc ..][0..lanes].*;
+        acc[i][1] += c[i * ldc + lanes ..][0..lanes].*;
+    };
     inline for (0..mr) |i| {
         c[i * ldc ..][0..lanes].* = acc[i][0];
         c[i * ldc + lanes ..][0..lanes].* = acc[i][1];
