@@ -1,12 +1,13 @@
 //! A packed, register-blocked, multithreaded SGEMM core: C(M,N) = init + A(M,K) · B(K,N), where
 //! the operands are addressed through strides so the three layouts of a linear layer (NT, NN, TN)
 //! share one implementation. GotoBLAS/BLIS structure:
-//!   for each N block (nb ≤ nb_max), M block (mb ≤ mb_max), K block (kc ≤ kc_max), in that order:
+//!   for each N block and M block (as large as the packing budgets allow, all of K):
 //!     1. pack A's block into mr-row panels and B's block into nr-column panels (parallel; panels
 //!        are zero-padded so the microkernel never sees a ragged edge),
-//!     2. compute every mr×nr tile with the microkernel (parallel over tasks = M sub-blocks × N
-//!        sub-blocks; inside a task the B micro-panel (kc×nr) stays in L1 while the A sub-block
-//!        (≈ mc×kc) stays in L2).
+//!     2. compute (parallel over tasks = M sub-blocks × N sub-blocks): a task walks K in blocks
+//!        of kc, keeping its C sub-block in L2; per K block each B micro-panel (kc×nr) stays in
+//!        L1 while the A panels of the sub-block stream past it from L2.
+//! K is split into chunks (k_chunk) only when long; two barriers per block and chunk.
 //! Determinism: every output element is computed by exactly one microkernel call per K block, in
 //! the fixed K-block order, with a sequential k loop inside. Task boundaries change who computes a
 //! tile, never how; results are bit-identical for any thread count.
@@ -25,18 +26,22 @@ pub const V = @Vector(lanes, f32);
 pub const mr = if (has_avx512) 12 else 6;
 pub const nr = 2 * lanes;
 
-/// Cache blocking. A kc×nr B micro-panel must sit in L1 (32–48 KiB) next to the streaming A panel;
-/// an mc×kc A sub-block must sit in L2 (512 KiB–1 MiB).
+/// Cache blocking. A kc×nr B micro-panel must sit in L1 (32–48 KiB) next to the streaming A
+/// panel; a compute task's C sub-block (mc_panels·mr × nc_panels·nr) and its A sub-block for one
+/// K block (mc_panels·mr × kc) must sit in L2 (512 KiB–1 MiB). Packed A and B (all of K) live in
+/// L3/memory, capped by the budgets (floats).
 pub const Blocking = struct {
     kc: usize,
-    mc_panels: usize, // A panels (of mr rows) per compute task's M sub-block
-    mb_max: usize, // rows of A packed at once (multiple of mr)
-    nb_max: usize, // columns of B packed at once (multiple of nr)
+    k_chunk: usize, // K is packed and walked in chunks of this many (a multiple of kc)
+    mc_panels: usize,
+    nc_panels: usize,
+    a_pack_floats: usize,
+    b_pack_floats: usize,
 };
 pub const default_blocking: Blocking = if (has_avx512)
-    .{ .kc = 192, .mc_panels = 16, .mb_max = mr * 256, .nb_max = nr * 128 }
+    .{ .kc = 192, .k_chunk = 1536, .mc_panels = 16, .nc_panels = 16, .a_pack_floats = 2 << 20, .b_pack_floats = 4 << 20 }
 else
-    .{ .kc = 256, .mc_panels = 24, .mb_max = mr * 512, .nb_max = nr * 256 };
+    .{ .kc = 256, .k_chunk = 1536, .mc_panels = 24, .nc_panels = 16, .a_pack_floats = 2 << 20, .b_pack_floats = 4 << 20 };
 
 /// Element (row, p) of an operand sits at ptr[row·row_stride + p·k_stride]; "row" is the M index
 /// for A and the N index for B, p is the K index.
@@ -227,13 +232,14 @@ const panels_per_pack_task = 4;
 const Step = struct {
     problem: *const Problem,
     blocking: *const Blocking,
-    // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pc, pc+kc).
+    // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pk, pk+kk). A packed
+    // panel holds the whole K range; its K block pc starts at panel_base + pc·(panel width).
     ic: usize,
+    pk: usize,
+    kk: usize,
     mb: usize,
     jc: usize,
     nb: usize,
-    pc: usize,
-    kc: usize,
     a_panels: usize,
     b_panels: usize,
     // Compute task grid: m_blocks × n_blocks sub-blocks of whole panels.
@@ -241,46 +247,53 @@ const Step = struct {
     n_blocks: usize,
 
     fn packTask(self: *const Step, task: usize) void {
-        const a_tasks = std.math.divCeil(usize, self.a_panels, panels_per_pack_task) catch unreachable;
         const g = self.problem;
+        const a_tasks = divCeil(self.a_panels, panels_per_pack_task);
         if (task < a_tasks) {
             const first = task * panels_per_pack_task;
             const last = @min(self.a_panels, first + panels_per_pack_task);
             for (first..last) |panel| {
                 const row0 = panel * mr;
-                packPanel(mr, a_pack.ptr + panel * mr * self.kc, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pc, self.kc);
+                packPanel(mr, a_pack.ptr + panel * mr * self.kk, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pk, self.kk);
             }
         } else {
             const first = (task - a_tasks) * panels_per_pack_task;
             const last = @min(self.b_panels, first + panels_per_pack_task);
             for (first..last) |panel| {
                 const col0 = panel * nr;
-                packPanel(nr, b_pack.ptr + panel * nr * self.kc, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pc, self.kc);
+                packPanel(nr, b_pack.ptr + panel * nr * self.kk, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pk, self.kk);
             }
         }
     }
 
+    /// One C sub-block, all of K: K blocks outermost so the sub-block stays in L2 between them;
+    /// per K block, each B micro-panel (kc×nr) stays in L1 while the A panels stream past it.
     fn computeTask(self: *const Step, task: usize) void {
         const g = self.problem;
+        const kc_max = self.blocking.kc;
         const mi = task % self.m_blocks;
         const ni = task / self.m_blocks;
         const a_first, const a_last = split(self.a_panels, self.m_blocks, mi);
         const b_first, const b_last = split(self.b_panels, self.n_blocks, ni);
-        const init: Init = if (self.pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
-        for (b_first..b_last) |jp| {
-            const col = jp * nr;
-            const cols = @min(nr, self.nb - col);
-            const b = b_pack.ptr + jp * nr * self.kc;
-            const bias = if (g.bias) |bias| bias + self.jc + col else null;
-            for (a_first..a_last) |ip| {
-                const row = ip * mr;
-                const rows = @min(mr, self.mb - row);
-                const a = a_pack.ptr + ip * mr * self.kc;
-                const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
-                if (rows == mr and cols == nr) {
-                    microkernel(self.kc, a, b, c, g.ldc, init, bias);
-                } else {
-                    edgeTile(self.kc, a, b, c, g.ldc, rows, cols, init, bias);
+        var pc: usize = 0;
+        while (pc < self.kk) : (pc += kc_max) {
+            const kc = @min(kc_max, self.kk - pc);
+            const init: Init = if (self.pk + pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
+            for (b_first..b_last) |jp| {
+                const col = jp * nr;
+                const cols = @min(nr, self.nb - col);
+                const b = b_pack.ptr + jp * nr * self.kk + pc * nr;
+                const bias = if (g.bias) |bias| bias + self.jc + col else null;
+                for (a_first..a_last) |ip| {
+                    const row = ip * mr;
+                    const rows = @min(mr, self.mb - row);
+                    const a = a_pack.ptr + ip * mr * self.kk + pc * mr;
+                    const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
+                    if (rows == mr and cols == nr) {
+                        microkernel(kc, a, b, c, g.ldc, init, bias);
+                    } else {
+                        edgeTile(kc, a, b, c, g.ldc, rows, cols, init, bias);
+                    }
                 }
             }
         }
@@ -300,38 +313,41 @@ pub fn run(problem: *const Problem) void {
 pub fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
     assert(g.m > 0 and g.n > 0 and g.k > 0);
     assert(g.ldc >= g.n);
-    assert(blocking.mb_max % mr == 0 and blocking.nb_max % nr == 0 and blocking.kc > 0);
-    const mb_cap = @min(blocking.mb_max, roundUp(g.m, mr));
-    const nb_cap = @min(blocking.nb_max, roundUp(g.n, nr));
-    const kc_cap = @min(blocking.kc, g.k);
-    ensureCapacity(&a_pack, mb_cap * kc_cap);
-    ensureCapacity(&b_pack, nb_cap * kc_cap);
+    assert(blocking.kc > 0 and blocking.mc_panels > 0 and blocking.nc_panels > 0);
+    assert(blocking.k_chunk % blocking.kc == 0);
+    // Rows of A and columns of B packed at once (a K chunk each), within the buffer budgets.
+    const kk_max = @min(blocking.k_chunk, g.k);
+    const mb_max = @max(mr, blocking.a_pack_floats / kk_max / mr * mr);
+    const nb_max = @max(nr, blocking.b_pack_floats / kk_max / nr * nr);
+    ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * kk_max);
+    ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * kk_max);
     const threads = pool.threads();
 
     var jc: usize = 0;
-    while (jc < g.n) : (jc += blocking.nb_max) {
-        const nb = @min(blocking.nb_max, g.n - jc);
+    while (jc < g.n) : (jc += nb_max) {
+        const nb = @min(nb_max, g.n - jc);
         var ic: usize = 0;
-        while (ic < g.m) : (ic += blocking.mb_max) {
-            const mb = @min(blocking.mb_max, g.m - ic);
+        while (ic < g.m) : (ic += mb_max) {
+            const mb = @min(mb_max, g.m - ic);
             const a_panels = divCeil(mb, mr);
             const b_panels = divCeil(nb, nr);
-            // Enough compute tasks that the atomic counter can balance threads; N sub-blocks keep
-            // ≥ 4 panels so the L2-resident A sub-block is reused.
+            // C sub-blocks small enough for L2; then enough tasks that the atomic counter can
+            // balance the threads, as long as a sub-block keeps ≥ 4 B panels.
             const m_blocks = divCeil(a_panels, blocking.mc_panels);
-            const wanted_tasks = 4 * threads;
-            const n_blocks = @max(1, @min(divCeil(wanted_tasks, m_blocks), b_panels / 4));
-            var pc: usize = 0;
-            while (pc < g.k) : (pc += blocking.kc) {
+            const for_balance = @min(divCeil(4 * threads, m_blocks), @max(1, b_panels / 4));
+            const n_blocks = @max(divCeil(b_panels, blocking.nc_panels), for_balance);
+            // K chunks in order: the reduction order never depends on scheduling.
+            var pk: usize = 0;
+            while (pk < g.k) : (pk += kk_max) {
                 const step = Step{
                     .problem = g,
                     .blocking = blocking,
+                    .pk = pk,
+                    .kk = @min(kk_max, g.k - pk),
                     .ic = ic,
                     .mb = mb,
                     .jc = jc,
                     .nb = nb,
-                    .pc = pc,
-                    .kc = @min(blocking.kc, g.k - pc),
                     .a_panels = a_panels,
                     .b_panels = b_panels,
                     .m_blocks = m_blocks,
@@ -403,9 +419,9 @@ test "gemm matches a float64 reference at every edge: M/N/K remainders, size 1, 
     try pool.init(2);
     defer pool.deinit();
     // Tiny blocks exercise the N-block, M-block and K-block loops on small shapes.
-    const tiny = Blocking{ .kc = 5, .mc_panels = 2, .mb_max = mr * 3, .nb_max = nr * 2 };
+    const tiny = Blocking{ .kc = 5, .k_chunk = 10, .mc_panels = 2, .nc_panels = 2, .a_pack_floats = mr * 3 * 17, .b_pack_floats = nr * 2 * 17 };
     const shapes = [_][3]usize{
-        .{ 1, 1, 1 },          .{ 1, 1, 7 },          .{ mr, nr, 1 },              .{ mr - 1, nr - 1, 3 },
+        .{ 1, 1, 1 },            .{ 1, 1, 7 },                    .{ mr, nr, 1 },         .{ mr - 1, nr - 1, 3 },
         .{ mr + 1, nr + 1, 11 }, .{ 2 * mr + 5, 3 * nr + 7, 13 }, .{ 1, 5 * nr + 3, 17 }, .{ 7 * mr + 1, 1, 9 },
     };
     for (shapes) |s| {
