@@ -64,16 +64,18 @@ pub const Problem = struct {
     bias: ?[*]const f32 = null,
 };
 
-// Packing buffers: grown once to the largest block seen, never freed (the library lives as long
-// as the process). Only one GEMM runs at a time (the pool is not reentrant).
+// Packing buffers, never freed (the library lives as long as the process). The first call
+// reserves the whole budget at once (mmap: pages cost memory only once touched), so later calls
+// do not allocate; only a K chunk too long for the budget at one panel per block makes them grow.
+// Only one GEMM runs at a time (the pool is not reentrant).
 var a_pack: []align(64) f32 = &.{};
 var b_pack: []align(64) f32 = &.{};
 
-fn ensureCapacity(buffer: *[]align(64) f32, count: usize) void {
+fn ensureCapacity(buffer: *[]align(64) f32, count: usize, reserve: usize) void {
     if (buffer.len >= count) return;
     const allocator = std.heap.page_allocator;
     if (buffer.len > 0) allocator.free(buffer.*);
-    buffer.* = allocator.alignedAlloc(f32, .@"64", count) catch @panic("llm.ts matmul: out of memory for packing buffers");
+    buffer.* = allocator.alignedAlloc(f32, .@"64", @max(count, reserve)) catch @panic("llm.ts matmul: out of memory for packing buffers");
 }
 
 const Init = enum { load, bias, zero };
@@ -319,8 +321,8 @@ pub fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
     const kk_max = @min(blocking.k_chunk, g.k);
     const mb_max = @max(mr, blocking.a_pack_floats / kk_max / mr * mr);
     const nb_max = @max(nr, blocking.b_pack_floats / kk_max / nr * nr);
-    ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * kk_max);
-    ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * kk_max);
+    ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * kk_max, blocking.a_pack_floats);
+    ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * kk_max, blocking.b_pack_floats);
     const threads = pool.threads();
 
     var jc: usize = 0;
