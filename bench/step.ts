@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import * as ffi from "../src/ffi.ts";
+import { fmaPeakGflops, matmulLanes, threadCount } from "../src/ffi.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import { type GPT2Config, namedConfig, parameterCount } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
@@ -61,26 +61,23 @@ export function stepFlops(config: GPT2Config, B: number, T: number): number {
 }
 
 /**
- * FMA peak of `threads` threads, from the matmul helper's microbenchmark when the library has it.
- * The MAX of several short samples: other processes on the shared cores can only lower a sample,
- * so the largest is the best estimate of the ceiling (a median under load would overstate the MFU).
+ * FMA peak of `threads` threads, from the matmul helper's microbenchmark. The MAX of several short
+ * samples: other processes on the shared cores can only lower a sample, so the largest is the best
+ * estimate of the ceiling (a median under load would overstate the MFU).
  */
 function measurePeak(threads: number): { gflops: number; source: string } {
-  const fn = (ffi as unknown as Record<string, unknown>).fmaPeakGflops as ((t: number, ms: number, w?: number) => number) | undefined;
-  if (typeof fn !== "function") return { gflops: 91.5 * threads, source: "ANCHORS.md figure (no fmaPeakGflops export)" };
-  // threads × the 1-thread figure too: a 1-thread sample needs only one free core at a time, so it
+  // At the vector width the matmul kernels were built for (16 where the CPU has AVX-512). Also
+  // threads × the 1-thread figure: a 1-thread sample needs only one free core at a time, so it
   // survives other load better, and N cores cannot do less than N times one core's ceiling.
-  // At the vector width the matmul kernels were built for (16 where the CPU has AVX-512).
-  const lanes = (ffi as unknown as Record<string, unknown>).matmulLanes as (() => number) | undefined;
-  const width = typeof lanes === "function" ? lanes() : 8;
-  const samples = Array.from({ length: quick ? 3 : 5 }, () => Math.max(fn(threads, 150, width), threads * fn(1, 100, width)));
-  return { gflops: Math.max(...samples), source: `measured: fmaPeakGflops at ${width} lanes, max over samples before and after the steps of max(N-thread, N × 1-thread)` };
+  const width = matmulLanes();
+  const samples = Array.from({ length: quick ? 3 : 5 }, () => Math.max(fmaPeakGflops(threads, 150, width), threads * fmaPeakGflops(1, 100, width)));
+  return { gflops: Math.max(...samples), source: `fmaPeakGflops at ${width} lanes, max of samples before and after the steps of max(N-thread, N × 1-thread)` };
 }
 
 function runChild(name: string, dir: string): StepResult {
   const config = namedConfig(name);
   const { B, T } = SHAPES[name] ?? { B: 4, T: 64 };
-  const threads = ffi.threadCount();
+  const threads = threadCount();
   const peak = measurePeak(threads);
 
   const t0 = performance.now();
