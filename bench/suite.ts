@@ -22,6 +22,7 @@ interface Benchmark {
 const BENCHMARKS: Benchmark[] = [
   { name: "fma_peak", command: () => "bun bench/fma_peak.ts", runs: (q) => (q ? 1 : 3) },
   { name: "matmul", command: (q) => `bun bench/matmul.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "generate", command: (q) => `bun bench/generate.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
 ];
 
 let failed = 0;

@@ -4,10 +4,11 @@
 // stderr. Exit codes: 0 done, 2 bad arguments/prompt/checkpoint, 1 anything unexpected.
 import { parseArgs } from "node:util";
 import { parseThreadCount, setThreads, threadCount } from "../ffi.ts";
-import { decodeBytes, encode, EOT_TOKEN, GPT2_TOKENIZER_VOCAB } from "../data/tokenizer.ts";
+import { encode, EOT_TOKEN } from "../data/tokenizer.ts";
 import { InferenceEngine, InferenceError } from "../infer/engine.ts";
 import { generate } from "../infer/generate.ts";
 import { SamplingError, type SamplingOptions } from "../infer/sampling.ts";
+import { TokenTextStream } from "../infer/text_stream.ts";
 import { CheckpointError } from "../io/llmc.ts";
 import { loadWeights } from "../io/load_weights.ts";
 
@@ -90,12 +91,6 @@ function parse(argv: string[]): Args | null {
   };
 }
 
-/** The bytes of one token; ids the GPT-2 tokenizer lacks (models with a larger V) print as <|id|>. */
-function tokenBytes(token: number): Uint8Array {
-  if (token < GPT2_TOKENIZER_VOCAB) return decodeBytes([token]);
-  return new TextEncoder().encode(`<|${token}|>`);
-}
-
 function main(argv: string[]): number {
   let args: Args | null;
   try {
@@ -112,21 +107,21 @@ function main(argv: string[]): number {
     if (args.threads !== null) setThreads(args.threads);
     const { config, params } = loadWeights(args.ckpt);
     const engine = new InferenceEngine(config, params);
-    const decoder = new TextDecoder(); // stream mode holds back a character's incomplete bytes
+    const stream = new TokenTextStream();
     const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
-    const textBytes: Uint8Array[] = [];
+    let text = "";
     const result = generate(engine, args.prompt, {
       maxNewTokens: args.maxNewTokens, sampling: args.sampling, seed: args.seed, stopToken,
       onToken: (token) => {
         if (token === stopToken) return;
-        const bytes = tokenBytes(token);
-        textBytes.push(bytes);
-        if (!args.json) process.stdout.write(decoder.decode(bytes, { stream: true }));
+        const piece = stream.push(token);
+        text += piece;
+        if (!args.json) process.stdout.write(piece);
       },
     });
-    const tail = decoder.decode();
+    const tail = stream.flush();
+    text += tail;
     if (args.json) {
-      const text = new TextDecoder().decode(Buffer.concat(textBytes));
       process.stdout.write(`${JSON.stringify({ prompt_tokens: Array.from(args.prompt), tokens: result.tokens, text })}\n`);
     } else {
       process.stdout.write(`${tail}\n`);
