@@ -22,6 +22,8 @@ interface Benchmark {
 const BENCHMARKS: Benchmark[] = [
   { name: "fma_peak", command: () => "bun bench/fma_peak.ts", runs: (q) => (q ? 1 : 3) },
   { name: "matmul", command: (q) => `bun bench/matmul.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "attention", command: (q) => `bun bench/attention.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "layers", command: (q) => `bun bench/layers.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
   { name: "generate", command: (q) => `bun bench/generate.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
 ];
 

@@ -6,10 +6,9 @@
 //                    in chunks of at most `prefillChunk` rows) and returns the last row's logits
 //   decode(token)    one row: matrix-vector products that stream each weight once
 // Both append to the cache at `position` (the number of tokens seen so far).
-import { decodeAttention, decodeMatvec, matmulForward } from "../ffi.ts";
+import { decodeAttention, decodeMatvec, geluForward, layernormForward, matmulForward, residualForward } from "../ffi.ts";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { type ParameterViews, parameterLayout, parameterViews } from "../model/parameters.ts";
-import { geluForward, layernormForward, residualForward } from "./ops.ts";
 
 export class InferenceError extends Error {
   override name = "InferenceError";
