@@ -189,7 +189,7 @@ describe("sampling", () => {
     expect(ids(samplingDistribution(logits, V, { temperature: 1, topK: 3, topP: 0.9 }))).toEqual([0, 1, 2]);
   });
 
-  test("the thresholded candidate search equals a full sort on a 50k vocabulary", () => {
+  test("the cut found on sorted probabilities equals a comparator sort over a 50k vocabulary", () => {
     const big = randomF32(50304, 4, 6); // logits in [-6, 6): thousands of tokens carry mass
     for (const options of [{ temperature: 1, topK: 0, topP: 0.9 }, { temperature: 0.7, topK: 500, topP: 0.5 }, { temperature: 3, topK: 0, topP: 0.999 }, { temperature: 1, topK: 20000, topP: 1 }]) {
       const got = samplingDistribution(big, 50257, options);
@@ -199,8 +199,17 @@ describe("sampling", () => {
       const mass = order.reduce((a, i) => a + weights[i], 0);
       let cumulative = 0, count = 0;
       while (count < order.length && cumulative < options.topP * mass) cumulative += weights[order[count++]];
-      expect(ids(got)).toEqual(order.slice(0, count));
+      expect(ids(got)).toEqual(order.slice(0, count).sort((a, b) => a - b));
+      let sum = 0;
+      for (const p of got.probs) sum += p;
+      expect(sum).toBeCloseTo(1, 12);
     }
+  });
+
+  test("ties at the cut are broken by lowest id", () => {
+    const flat = Float32Array.of(1, 2, 2, 2, 0);
+    expect(ids(samplingDistribution(flat, 5, { temperature: 1, topK: 2, topP: 1 }))).toEqual([1, 2]);
+    expect(ids(samplingDistribution(flat, 5, { temperature: 1, topK: 0, topP: 0.5 }))).toEqual([1, 2]);
   });
 
   test("draws follow the distribution, and are reproducible per seed", () => {

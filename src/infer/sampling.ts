@@ -4,9 +4,9 @@
 //   topK k > 0             keep the k most probable tokens (0 = all)
 //   topP p < 1             of those, keep the smallest most-probable prefix whose mass reaches
 //                          p·(their total mass), "nucleus" sampling (1 = all)
-// Candidates are ordered by probability, then by id, so a seeded generator gives the same token
-// on every run. Sorting all 50k tokens per step would cost milliseconds, so only tokens above a
-// probability threshold are sorted, and the threshold is lowered until they provably suffice.
+// The cut is found on a natively sorted copy of the probabilities (under a millisecond for 50k
+// tokens); the kept tokens are then listed in id order, ties at the cut broken by lowest id, and
+// a seeded generator walks them in that order, so the same seed gives the same token every run.
 
 export interface SamplingOptions {
   temperature: number;
@@ -57,72 +57,75 @@ function checkLogits(logits: Float32Array, V: number): void {
   if (!Number.isInteger(V) || V < 1 || V > logits.length) throw new SamplingError(`V (${V}) must be from 1 to the logits' length ${logits.length}`);
 }
 
-/** The tokens that can be sampled and their normalised probabilities: most probable first when
- * top-k or top-p cut the vocabulary, else all V tokens in id order. */
+/** The tokens that can be sampled (ascending ids) and their normalised probabilities. */
 export interface Distribution {
   ids: Int32Array;
   probs: Float64Array;
 }
 
-/** The distribution `sample` draws from (temperature > 0), exposed for tests and inspection. */
+/** The distribution `sample` draws from, exposed for tests and inspection. */
 export function samplingDistribution(logits: Float32Array, V: number, options: SamplingOptions): Distribution {
   validateSampling(options);
   checkLogits(logits, V);
   if (options.temperature === 0) return { ids: Int32Array.of(argmax(logits, V)), probs: Float64Array.of(1) };
-  const weights = unnormalised(logits, V, options.temperature);
-  let total = 0;
-  for (let i = 0; i < V; i++) total += weights[i];
-  const topK = options.topK === 0 || options.topK >= V ? 0 : options.topK;
-  if (topK === 0 && options.topP >= 1) {
-    const ids = Int32Array.from({ length: V }, (_, i) => i);
-    return { ids, probs: Float64Array.from(weights, (w) => w / total) };
-  }
-  // Weights are relative to the top one (which is 1); try thresholds until the kept set is exact.
-  for (const threshold of [1e-4, 1e-8, 0]) {
-    const candidates = sortedAbove(weights, threshold);
-    let kept = candidates;
-    let mass: number;
-    if (topK > 0) {
-      if (candidates.length < topK && threshold > 0) continue; // some of the top k lie below the threshold
-      kept = candidates.slice(0, topK);
-      mass = 0;
-      for (const id of kept) mass += weights[id];
-    } else {
-      mass = total;
-    }
-    if (options.topP < 1) {
-      const target = options.topP * mass;
-      let cumulative = 0;
-      let count = 0;
-      while (count < kept.length && cumulative < target) cumulative += weights[kept[count++]];
-      if (cumulative < target && threshold > 0 && topK === 0) continue; // the nucleus reaches below the threshold
-      kept = kept.slice(0, Math.max(1, count));
-    }
-    let keptMass = 0;
-    for (const id of kept) keptMass += weights[id];
-    return { ids: Int32Array.from(kept), probs: Float64Array.from(kept, (id) => weights[id] / keptMass) };
-  }
-  throw new Error("unreachable: threshold 0 keeps every token");
+  const weights = unnormalised(logits, V, options.temperature, new Float64Array(V));
+  const { cutoff, count } = findCut(weights, options);
+  const ids = new Int32Array(count);
+  const probs = new Float64Array(count);
+  let n = 0, mass = 0;
+  forEachKept(weights, cutoff, count, (id) => { ids[n++] = id; mass += weights[id]; });
+  for (let i = 0; i < count; i++) probs[i] = weights[ids[i]] / mass;
+  return { ids, probs };
 }
 
-/** exp((logit - max) / temperature) over the first V logits. */
-function unnormalised(logits: Float32Array, V: number, temperature: number): Float64Array {
+/** exp((logit - max) / temperature) over the first V logits, into `out` (length ≥ V). */
+function unnormalised(logits: Float32Array, V: number, temperature: number, out: Float64Array): Float64Array {
   let max = -Infinity;
-  for (let i = 0; i < V; i++) max = Math.max(max, logits[i]);
+  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
   if (!Number.isFinite(max)) throw new SamplingError(`logits are not finite (max ${max})`);
-  const weights = new Float64Array(V);
-  for (let i = 0; i < V; i++) weights[i] = Math.exp((logits[i] - max) / temperature);
-  return weights;
+  const scale = 1 / temperature;
+  for (let i = 0; i < V; i++) out[i] = Math.exp((logits[i] - max) * scale);
+  return out;
 }
 
-function sortedAbove(weights: Float64Array, threshold: number): number[] {
-  const ids: number[] = [];
-  for (let i = 0; i < weights.length; i++) if (weights[i] >= threshold) ids.push(i);
-  return ids.sort((a, b) => weights[b] - weights[a] || a - b);
+/**
+ * The kept set is the `count` most probable tokens: every token above `cutoff`, then tokens equal
+ * to it by lowest id. top-k fixes count ≤ k; top-p shrinks it to the shortest most-probable prefix
+ * whose mass reaches p times the top-k mass.
+ */
+function findCut(weights: Float64Array, options: SamplingOptions): { cutoff: number; count: number } {
+  const V = weights.length;
+  const k = options.topK === 0 ? V : Math.min(options.topK, V);
+  if (k === V && options.topP >= 1) return { cutoff: 0, count: V };
+  const sorted = weights.slice().sort(); // ascending; the most probable token is sorted[V - 1]
+  if (options.topP >= 1) return { cutoff: sorted[V - k], count: k };
+  let mass = 0;
+  for (let i = V - k; i < V; i++) mass += sorted[i];
+  const target = options.topP * mass;
+  let cumulative = 0, count = 0;
+  while (count < k && cumulative < target) cumulative += sorted[V - 1 - count++];
+  return { cutoff: sorted[V - count], count: Math.max(1, count) };
+}
+
+/** Calls f(id) for the kept tokens in ascending id order (see findCut). */
+function forEachKept(weights: Float64Array, cutoff: number, count: number, f: (id: number) => void): void {
+  const V = weights.length;
+  if (count === V) {
+    for (let i = 0; i < V; i++) f(i);
+    return;
+  }
+  let above = 0;
+  for (let i = 0; i < V; i++) if (weights[i] > cutoff) above++;
+  let ties = count - above;
+  for (let i = 0; i < V; i++) {
+    const w = weights[i];
+    if (w > cutoff || (w === cutoff && ties-- > 0)) f(i);
+  }
 }
 
 export class Sampler {
   private readonly random: SeededRandom;
+  private weights = new Float64Array(0);
   constructor(readonly options: SamplingOptions, seed: number) {
     validateSampling(options);
     this.random = new SeededRandom(seed);
@@ -131,13 +134,21 @@ export class Sampler {
   /** Draws the next token from the first V logits. */
   sample(logits: Float32Array, V: number): number {
     if (this.options.temperature === 0) return argmax(logits, V);
-    const { ids, probs } = samplingDistribution(logits, V, this.options);
-    const u = this.random.uniform();
-    let cumulative = 0;
-    for (let i = 0; i < ids.length; i++) {
-      cumulative += probs[i];
-      if (u < cumulative) return ids[i];
-    }
-    return ids[ids.length - 1]; // u fell in the rounding gap below 1
+    checkLogits(logits, V);
+    if (this.weights.length !== V) this.weights = new Float64Array(V);
+    const weights = unnormalised(logits, V, this.options.temperature, this.weights);
+    const { cutoff, count } = findCut(weights, this.options);
+    let mass = 0;
+    forEachKept(weights, cutoff, count, (id) => { mass += weights[id]; });
+    const target = this.random.uniform() * mass;
+    let cumulative = 0, chosen = -1, last = -1;
+    forEachKept(weights, cutoff, count, (id) => {
+      last = id;
+      if (chosen < 0) {
+        cumulative += weights[id];
+        if (target < cumulative) chosen = id;
+      }
+    });
+    return chosen >= 0 ? chosen : last; // target fell in the rounding gap at the top
   }
 }
