@@ -4,9 +4,9 @@
 // Parameters must match exactly (every layout step is a permutation; F16/BF16 weights are chosen
 // exactly representable), so logits through the engine match bit for bit.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { readHuggingFaceFolder, writeHuggingFaceFolder } from "../src/io/hf.ts";
 import { readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
@@ -123,5 +123,38 @@ describe("readHuggingFaceFolder", () => {
     const hf = folder();
     writeHfFolder(hf, CONFIG, weights("F32"), { editConfig: (j) => delete j.n_positions });
     expect(readHuggingFaceFolder(hf).config.maxT).toBe(CONFIG.maxT);
+  });
+});
+
+describe("bun run convert", () => {
+  const root = resolve(import.meta.dir, "..");
+  const convert = (...args: string[]) => {
+    const p = Bun.spawnSync(["bun", "src/cli/convert.ts", ...args], { cwd: root });
+    return { code: p.exitCode, stderr: p.stderr.toString() };
+  };
+
+  test("HF folder → llm.c file → HF folder keeps every weight; the llm.c bytes are stable", () => {
+    const params = weights("F16");
+    const hf = folder();
+    writeHfFolder(hf, CONFIG, params, { dtype: "F16", prefix: true, maskBuffers: true });
+    const bin = join(dir, "converted.bin");
+    expect(convert("--from", hf, "--to", bin).code).toBe(0);
+    expect(readLlmcCheckpoint(bin).params).toEqual(params);
+    const back = folder();
+    const r = convert("--from", bin, "--to", back, "--format", "hf");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/llmc .* → hf/);
+    expect(readHuggingFaceFolder(back).params).toEqual(params);
+    const again = join(dir, "again.bin");
+    expect(convert("--from", back, "--to", again).code).toBe(0);
+    expect(readFileSync(again)).toEqual(readFileSync(bin));
+  });
+
+  test("bad arguments and unreadable sources exit 2", () => {
+    expect(convert("--from", join(dir, "absent"), "--to", join(dir, "x.bin"))).toMatchObject({ code: 2, stderr: expect.stringMatching(/no such file or folder/) });
+    expect(convert("--to", join(dir, "x.bin"))).toMatchObject({ code: 2, stderr: expect.stringMatching(/--from PATH and --to PATH are required/) });
+    const hf = folder();
+    writeHfFolder(hf, CONFIG, weights("F32"));
+    expect(convert("--from", hf, "--to", join(dir, "y"), "--format", "onnx")).toMatchObject({ code: 2, stderr: expect.stringMatching(/--format must be llmc or hf/) });
   });
 });
