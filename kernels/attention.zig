@@ -13,10 +13,13 @@
 //! are bit-identical for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const vmath = @import("vmath.zig");
+const expV = vmath.expV;
+const expScalar = vmath.expScalar;
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const lanes = vmath.lanes;
+const V = vmath.V;
 /// Query rows and key rows per block: a 64×64 score tile is 16 KiB, three of them fit in L1/L2.
 pub const block = 64;
 /// Head channels packed (transposed) per pass of the score kernel; larger heads take several passes.
@@ -26,39 +29,6 @@ const tile_cols = 2 * lanes;
 
 const Tile = [block][block]f32;
 const Packed = [chunk_channels][block]f32;
-
-// ---- exp ----
-
-/// e^x for a vector, with a relative error below 3·2^-24 (tested). e^x = 2^n·e^r with
-/// n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two constants so n·ln2_hi is exact), e^r by
-/// its degree-7 Taylor polynomial (truncation error below 1e-8 on |r| ≤ ln2/2). Results below
-/// 2^-126 are flushed to 0: they only ever weigh a term against a row sum of at least 1. Written
-/// out instead of @exp, which LLVM lowers to one libm call per lane.
-pub fn expV(x: V) V {
-    const lowest: V = @splat(-87.33);
-    const clamped = @min(@max(x, @as(V, @splat(-88.0))), @as(V, @splat(88.0)));
-    const n = @floor(clamped * @as(V, @splat(std.math.log2e)) + @as(V, @splat(0.5)));
-    const ln2_hi: V = @splat(0.693359375); // 9 significant bits: n·ln2_hi is exact for |n| ≤ 2^15
-    const ln2_lo: V = @splat(-2.12194440e-4);
-    const r = @mulAdd(V, -n, ln2_lo, @mulAdd(V, -n, ln2_hi, clamped));
-    var p: V = @splat(1.0 / 5040.0);
-    p = @mulAdd(V, p, r, @splat(1.0 / 720.0));
-    p = @mulAdd(V, p, r, @splat(1.0 / 120.0));
-    p = @mulAdd(V, p, r, @splat(1.0 / 24.0));
-    p = @mulAdd(V, p, r, @splat(1.0 / 6.0));
-    p = @mulAdd(V, p, r, @splat(0.5));
-    p = @mulAdd(V, p, r, @splat(1.0));
-    p = @mulAdd(V, p, r, @splat(1.0));
-    const exponent: @Vector(lanes, i32) = @as(@Vector(lanes, i32), @intFromFloat(n)) + @as(@Vector(lanes, i32), @splat(127));
-    const zero: @Vector(lanes, i32) = @splat(0);
-    const biased: @Vector(lanes, i32) = @select(i32, exponent < zero, zero, exponent);
-    const two_n: V = @bitCast(biased << @as(@Vector(lanes, u5), @splat(23)));
-    return @select(f32, x < lowest, @as(V, @splat(0)), p * two_n);
-}
-
-fn expScalar(x: f32) f32 {
-    return expV(@splat(x))[0];
-}
 
 // ---- shapes ----
 
@@ -513,20 +483,6 @@ fn randomArray(random: std.Random, n: usize) ![]f32 {
     const a = try testing.allocator.alloc(f32, n);
     for (a) |*x| x.* = random.floatNorm(f32);
     return a;
-}
-
-test "expV is within 3·2^-24 of exp on [-87, 10] and flushes below" {
-    var x: f32 = -87;
-    var worst: f64 = 0;
-    while (x < 10) : (x += 0.01237) {
-        const got: f64 = expScalar(x);
-        const want = @exp(@as(f64, x));
-        worst = @max(worst, @abs(got - want) / want);
-    }
-    try testing.expect(worst < 3 * std.math.floatEps(f32) / 2);
-    try testing.expectEqual(@as(f32, 0), expScalar(-100));
-    try testing.expectEqual(@as(f32, 0), expScalar(-std.math.inf(f32)));
-    try testing.expectEqual(@as(f32, 1), expScalar(0));
 }
 
 test "forward matches a float64 reference, and backward is deterministic across schedules" {

@@ -2,18 +2,21 @@
 //!   gelu(x) = 0.5·x·(1 + tanh(z/2)),  z = 2·√(2/π)·(x + 0.044715·x³)
 //! Since 0.5·(1 + tanh(z/2)) = sigmoid(z), we compute gelu(x) = x·sigmoid(z) and
 //!   gelu'(x) = sigmoid(z) + x·sigmoid(z)·(1 - sigmoid(z))·dz/dx.
-//! The sigmoid goes through t = exp(-|z|) ∈ [0, 1], so no intermediate overflows: at large |x|
-//! t underflows to 0 and the result is exactly x or -0 (forward), 1 or 0 (backward). llm.c's
-//! 1/cosh² form overflowed to Inf·0 = NaN there under fast-math. The backward clamps x to
-//! ±clamp_x first: beyond it gelu' is exactly 0 or 1 in f32 anyway (|z| > 600, so t = 0), and the
-//! clamp keeps x·dz/dx finite (it would overflow for |x| > ~1e12). NaN inputs give NaN.
+//! The sigmoid (vmath.sigmoidV: a vector polynomial exp, not a libm call per lane) goes through
+//! t = exp(-|z|) ∈ [0, 1], so no intermediate overflows: for |z| > 87.33 (|x| ≳ 10) t is flushed
+//! to 0 and the result is exactly x or -0 (forward), 1 or 0 (backward); the terms dropped are below
+//! 1e-35 in absolute value. llm.c's 1/cosh² form overflowed to Inf·0 = NaN there under fast-math.
+//! The backward clamps x to ±clamp_x first: beyond it gelu' is exactly 0 or 1 in f32 anyway
+//! (|z| > 600, so t = 0), and the clamp keeps x·dz/dx finite (it would overflow for |x| > ~1e12).
+//! NaN inputs give NaN.
 const std = @import("std");
 const pool = @import("pool.zig");
 const elementwise = @import("elementwise.zig");
+const vmath = @import("vmath.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const lanes = vmath.lanes;
+const V = vmath.V;
 const sqrt_2_over_pi: f32 = 0.7978845608028654;
 const cubic: f32 = 0.044715;
 const clamp_x: f32 = 20;
@@ -26,19 +29,9 @@ fn splat(x: f32) V {
     return @splat(x);
 }
 
-const Sigmoid = struct { s: V, slope: V };
-
-/// sigmoid(z) and its derivative sigmoid(z)·(1 - sigmoid(z)), computed without overflow.
-fn sigmoid(z: V) Sigmoid {
-    const t = @exp(-@abs(z));
-    const inv = splat(1) / (splat(1) + t);
-    const s = @select(f32, z >= splat(0), inv, t * inv);
-    return .{ .s = s, .slope = t * inv * inv };
-}
-
 fn geluVector(x: V) V {
     const z = splat(2 * sqrt_2_over_pi) * (x + splat(cubic) * x * x * x);
-    return x * sigmoid(z).s;
+    return x * vmath.sigmoidV(z).s;
 }
 
 fn geluGradVector(x_raw: V) V {
@@ -46,7 +39,7 @@ fn geluGradVector(x_raw: V) V {
     const x2 = x * x;
     const z = splat(2 * sqrt_2_over_pi) * (x + splat(cubic) * x2 * x);
     const dz_dx = splat(2 * sqrt_2_over_pi) * (splat(1) + splat(3 * cubic) * x2);
-    const sig = sigmoid(z);
+    const sig = vmath.sigmoidV(z);
     const grad = sig.s + x * sig.slope * dz_dx;
     return @select(f32, x_raw == x_raw, grad, x_raw);
 }
@@ -132,4 +125,7 @@ test "gelu forward and backward against float64 tanh formulas, including large |
     var g_nan = [_]f32{0};
     backward(&g_nan, &nan, &[_]f32{1});
     try std.testing.expect(std.math.isNan(g_nan[0]));
+    var y_nan = [_]f32{0};
+    forward(&y_nan, &nan);
+    try std.testing.expect(std.math.isNan(y_nan[0]));
 }

@@ -8,6 +8,7 @@ const encoder = @import("encoder.zig");
 const layernorm = @import("layernorm.zig");
 const elementwise = @import("elementwise.zig");
 const gelu = @import("gelu.zig");
+const vmath = @import("vmath.zig");
 const softmax_xent = @import("softmax_xent.zig");
 const adamw = @import("adamw.zig");
 const decode = @import("decode.zig");
@@ -148,6 +149,7 @@ test {
     _ = layernorm;
     _ = elementwise;
     _ = gelu;
+    _ = vmath;
     _ = softmax_xent;
     _ = adamw;
     _ = decode;

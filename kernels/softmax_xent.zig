@@ -8,10 +8,11 @@
 //! The backward reads each element before writing it, so dlogits may alias probs.
 const std = @import("std");
 const pool = @import("pool.zig");
+const vmath = @import("vmath.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const lanes = vmath.lanes;
+const V = vmath.V;
 /// Vectors summed in float32 before flushing into the float64 total.
 const flush_vectors = 64;
 
@@ -30,7 +31,9 @@ fn rowMax(x: []const f32) f32 {
     return m;
 }
 
-/// Writes exp(x - max) into p and returns the sum of what it wrote.
+/// Writes exp(x - max) into p and returns the sum of what it wrote. x - max ≤ 0, the domain where
+/// vmath.expV is accurate (3·2^-24 relative; terms below 2^-126 become 0, which cannot move a sum
+/// that holds exp(0) = 1). A NaN logit, or max = +Inf, makes the sum NaN and so the loss NaN.
 fn expAndSum(p: []f32, x: []const f32, max: f32) f64 {
     const m: V = @splat(max);
     var total: f64 = 0;
@@ -42,15 +45,19 @@ fn expAndSum(p: []f32, x: []const f32, max: f32) f64 {
             j += 1;
             k += lanes;
         }) {
-            const e = @exp(load(x, k) - m);
+            const e = vmath.expV(load(x, k) - m);
             p[k..][0..lanes].* = e;
             acc += e;
         }
         total += @reduce(.Add, acc);
     }
-    while (k < x.len) : (k += 1) {
-        p[k] = @exp(x[k] - max);
-        total += p[k];
+    if (k < x.len) {
+        // The tail as one vector padded with -Inf, whose exp is exactly 0.
+        var tail: [lanes]f32 = @splat(-std.math.inf(f32));
+        @memcpy(tail[0 .. x.len - k], x[k..]);
+        const e: [lanes]f32 = vmath.expV(@as(V, tail) - m);
+        @memcpy(p[k..], e[0 .. x.len - k]);
+        total += @reduce(.Add, @as(V, e));
     }
     return total;
 }
@@ -166,4 +173,17 @@ test "softmax cross-entropy: padded columns, float64 loss, in-place backward" {
         backward(probs.ptr, probs.ptr, targets, 0.25, s);
         for (expected, probs) |e, d| try std.testing.expectEqual(e, d);
     }
+}
+
+test "softmax cross-entropy: a NaN or +Inf logit gives a NaN loss, not a silent number" {
+    try pool.init(1);
+    defer pool.deinit();
+    const s = Shape{ .bt = 2, .v = 11, .vp = 16 };
+    var logits: [32]f32 = @splat(0.5);
+    logits[3] = std.math.nan(f32);
+    logits[16 + 9] = std.math.inf(f32);
+    var probs: [32]f32 = undefined;
+    var losses: [2]f32 = undefined;
+    forward(&probs, &losses, &logits, &[_]i32{ 0, 0 }, s);
+    try std.testing.expect(std.math.isNan(losses[0]) and std.math.isNan(losses[1]));
 }
