@@ -1,7 +1,7 @@
 //! Inference kernels sized for generation, where only a few rows go through the model at a time:
 //!   matvec     out(OC) = W(OC,C) · x(C) + bias(OC): one token's linear layer. It is memory-bound
 //!              (every weight is read once per token, used once), so the work is split into
-//!              contiguous row blocks that each thread streams, 4 rows at a time.
+//!              contiguous row blocks that each thread streams row after row.
 //!   attention  n query rows at absolute positions pos0..pos0+n-1 against a KV cache (maxT, C)
 //!              per layer: the new rows' keys and values are stored into the cache first, then
 //!              every (row, head) pair attends causally to cache positions 0..pos0+i. Keys are
@@ -38,71 +38,32 @@ const MatvecContext = struct {
     fn task(self: *const MatvecContext, task_index: usize) void {
         const row_begin = task_index * matvec_rows_per_task;
         const row_end = @min(row_begin + matvec_rows_per_task, self.oc);
-        var row = row_begin;
-        while (row + 4 <= row_end) : (row += 4) self.fourRows(row);
-        while (row < row_end) : (row += 1) {
-            self.out[row] = self.biasOf(row) + dotRow(self.inp, self.weight[row * self.c ..][0..self.c]);
+        for (row_begin..row_end) |row| {
+            const bias = if (self.bias) |b| b[row] else 0;
+            self.out[row] = bias + dotRow(self.inp, self.weight[row * self.c ..][0..self.c]);
         }
-    }
-
-    fn biasOf(self: *const MatvecContext, row: usize) f32 {
-        return if (self.bias) |b| b[row] else 0;
-    }
-
-    /// Four weight rows share each load of x; two accumulators per row hide the FMA latency.
-    fn fourRows(self: *const MatvecContext, row: usize) void {
-        const c = self.c;
-        const x = self.inp;
-        const w0 = self.weight[(row + 0) * c ..][0..c];
-        const w1 = self.weight[(row + 1) * c ..][0..c];
-        const w2 = self.weight[(row + 2) * c ..][0..c];
-        const w3 = self.weight[(row + 3) * c ..][0..c];
-        const zero: V = @splat(0);
-        var a0 = zero;
-        var a1 = zero;
-        var a2 = zero;
-        var a3 = zero;
-        var b0 = zero;
-        var b1 = zero;
-        var b2 = zero;
-        var b3 = zero;
-        var k: usize = 0;
-        while (k + 2 * lanes <= c) : (k += 2 * lanes) {
-            const xa = load(x, k);
-            const xb = load(x, k + lanes);
-            a0 = @mulAdd(V, load(w0, k), xa, a0);
-            a1 = @mulAdd(V, load(w1, k), xa, a1);
-            a2 = @mulAdd(V, load(w2, k), xa, a2);
-            a3 = @mulAdd(V, load(w3, k), xa, a3);
-            b0 = @mulAdd(V, load(w0, k + lanes), xb, b0);
-            b1 = @mulAdd(V, load(w1, k + lanes), xb, b1);
-            b2 = @mulAdd(V, load(w2, k + lanes), xb, b2);
-            b3 = @mulAdd(V, load(w3, k + lanes), xb, b3);
-        }
-        var sums = [4]f32{ @reduce(.Add, a0 + b0), @reduce(.Add, a1 + b1), @reduce(.Add, a2 + b2), @reduce(.Add, a3 + b3) };
-        while (k < c) : (k += 1) {
-            sums[0] = @mulAdd(f32, w0[k], x[k], sums[0]);
-            sums[1] = @mulAdd(f32, w1[k], x[k], sums[1]);
-            sums[2] = @mulAdd(f32, w2[k], x[k], sums[2]);
-            sums[3] = @mulAdd(f32, w3[k], x[k], sums[3]);
-        }
-        for (0..4) |r| self.out[row + r] = self.biasOf(row + r) + sums[r];
     }
 };
 
-/// The same reduction order as `fourRows` (two interleaved 8-lane accumulators, then the tail),
-/// so a row's result does not depend on whether it fell in a group of four.
+/// One row at a time, four independent 8-lane accumulators: a single sequential stream per
+/// thread measured ~35 GB/s on one core here, against ~26 GB/s for four interleaved rows sharing
+/// each load of x (more concurrent streams defeat the prefetcher; x sits in L1 anyway).
 fn dotRow(x: []const f32, w: []const f32) f32 {
     assert(x.len == w.len);
     const zero: V = @splat(0);
-    var a = zero;
-    var b = zero;
+    var a0 = zero;
+    var a1 = zero;
+    var a2 = zero;
+    var a3 = zero;
     var k: usize = 0;
-    while (k + 2 * lanes <= x.len) : (k += 2 * lanes) {
-        a = @mulAdd(V, load(w, k), load(x, k), a);
-        b = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), b);
+    while (k + 4 * lanes <= x.len) : (k += 4 * lanes) {
+        a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+        a1 = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), a1);
+        a2 = @mulAdd(V, load(w, k + 2 * lanes), load(x, k + 2 * lanes), a2);
+        a3 = @mulAdd(V, load(w, k + 3 * lanes), load(x, k + 3 * lanes), a3);
     }
-    var sum = @reduce(.Add, a + b);
+    while (k + lanes <= x.len) : (k += lanes) a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+    var sum = @reduce(.Add, (a0 + a1) + (a2 + a3));
     while (k < x.len) : (k += 1) sum = @mulAdd(f32, w[k], x[k], sum);
     return sum;
 }
