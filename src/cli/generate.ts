@@ -126,10 +126,11 @@ function main(argv: string[]): number {
     } else {
       process.stdout.write(`${tail}\n`);
     }
-    const msPerToken = result.decodeSteps > 0 ? result.decodeMs / result.decodeSteps : NaN;
+    const msPerToken = result.decodeMs / result.decodeSteps;
+    const speed = result.decodeSteps > 0 ? `${msPerToken.toFixed(2)} ms/token, ${(1000 / msPerToken).toFixed(1)} tokens/s` : "no decode step";
     process.stderr.write(
       `generate: ${args.prompt.length} prompt tokens, prefill ${result.prefillMs.toFixed(1)} ms; ` +
-        `${result.tokens.length} new tokens, ${msPerToken.toFixed(2)} ms/token, ${(1000 / msPerToken).toFixed(1)} tokens/s ` +
+        `${result.tokens.length} new tokens, ${speed} ` +
         `(${threadCount()} threads); stopped: ${result.stopReason}\n`,
     );
     return 0;

@@ -48,7 +48,10 @@ export class InferenceEngine {
   /** (L, maxT, C) each: layer l's keys of position t at [(l·maxT + t)·C, …+C) */
   readonly kCache: Float32Array;
   readonly vCache: Float32Array;
-  /** tokens in the cache; the next row goes to this position */
+  /**
+   * Tokens in the cache; the next row goes to this position. Only reset() should move it back
+   * (benchmarks also set it forward to time a step at a given context length).
+   */
   position = 0;
   private readonly weights: ParameterViews;
   private readonly layers: LayerWeights[];
