@@ -5,13 +5,6 @@
 //!
 //! Determinism: a kernel must make each task write its own outputs and fix its reduction order
 //! independently of which thread runs it. Then results do not depend on scheduling.
-//!
-//! The caller waits for the tasks to finish, not for every worker to check in: on a machine where
-//! other processes compete for the cores, a worker that is not scheduled just misses the job (the
-//! others take its tasks) instead of stalling the caller for a scheduler time slice. Tasks are
-//! claimed by compare-and-swap on one word holding (task count, next index), so a late worker can
-//! only ever claim a task of the job currently published, and it reads the job only after claiming
-//! one (the job cannot end while one of its tasks is unfinished).
 const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -32,9 +25,8 @@ var thread_count: usize = 1; // workers + the calling thread
 var job: Job = undefined;
 // Bumped once per job; workers sleep on it. 32 bits because the futex word is a u32.
 var generation = std.atomic.Value(u32).init(0);
-// (task_count << 32) | next task index, of the published job.
-var claims = std.atomic.Value(u64).init(0);
-var tasks_done = std.atomic.Value(usize).init(0);
+var next_task = std.atomic.Value(usize).init(0);
+var workers_busy = std.atomic.Value(usize).init(0);
 var shutting_down = std.atomic.Value(bool).init(false);
 var in_job: bool = false;
 
@@ -84,7 +76,6 @@ pub fn parallelFor(comptime Context: type, context: *const Context, task_count: 
 
 fn run(new_job: Job) void {
     if (new_job.task_count == 0) return;
-    assert(new_job.task_count <= std.math.maxInt(u32));
     if (thread_count == 1 or new_job.task_count == 1) {
         for (0..new_job.task_count) |i| new_job.task(new_job.context, i);
         return;
@@ -93,36 +84,25 @@ fn run(new_job: Job) void {
     in_job = true;
     defer in_job = false;
 
-    // No task of the previous job is live (its caller saw them all done), so nobody reads `job`
-    // or bumps `tasks_done` now. The release store of `claims` publishes both.
     job = new_job;
-    tasks_done.store(0, .monotonic);
-    claims.store(@as(u64, new_job.task_count) << 32, .release);
+    next_task.store(0, .monotonic);
+    workers_busy.store(thread_count - 1, .monotonic);
+    // The release on `generation` publishes `job` and the counters to the workers.
     _ = generation.fetchAdd(1, .release);
     _ = linux.futex_3arg(&generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
 
     workOnJob();
     var spins: usize = 0;
-    while (tasks_done.load(.acquire) != new_job.task_count) : (spins += 1) {
+    while (workers_busy.load(.acquire) != 0) : (spins += 1) {
         if (spins < spin_iterations_before_sleep) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
     }
 }
 
-/// Claims and runs tasks of the published job until none is left.
 fn workOnJob() void {
-    var word = claims.load(.acquire);
     while (true) {
-        const count = word >> 32;
-        const index = word & 0xffff_ffff;
-        if (index >= count) return;
-        if (claims.cmpxchgWeak(word, word + 1, .acq_rel, .acquire)) |current| {
-            word = current;
-            continue;
-        }
-        // Claimed: the job stays published until this task is counted done.
-        job.task(job.context, @intCast(index));
-        _ = tasks_done.fetchAdd(1, .release);
-        word = claims.load(.acquire);
+        const index = next_task.fetchAdd(1, .monotonic);
+        if (index >= job.task_count) return;
+        job.task(job.context, index);
     }
 }
 
@@ -132,6 +112,7 @@ fn workerMain(start_generation: u32) void {
         seen = waitForGeneration(seen);
         if (shutting_down.load(.acquire)) return;
         workOnJob();
+        _ = workers_busy.fetchSub(1, .release);
     }
 }
 
