@@ -4,8 +4,8 @@
 //!              contiguous row blocks that each thread streams row after row.
 //!   attention  n query rows at absolute positions pos0..pos0+n-1 against a KV cache (maxT, C)
 //!              per layer: the new rows' keys and values are stored into the cache first, then
-//!              every (row, head) pair attends causally to cache positions 0..pos0+i. Keys are
-//!              visited in blocks with an online softmax, so no (T,T) scratch is needed.
+//!              every row attends causally (all heads) to cache positions 0..pos0+i, split over
+//!              blocks of whole cache rows so that long contexts stream the cache sequentially.
 //!   copy       a parallel memcpy: the bandwidth yardstick the decode benchmark compares with.
 //! Determinism: each task owns its outputs and fixes its own reduction order, so results do not
 //! depend on the thread count.
@@ -78,10 +78,17 @@ pub fn matvec(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const 
 
 // ---- attention against a KV cache ----
 
-/// Head sizes up to this fit the per-task accumulator on the stack (GPT-2 uses 64).
+/// Limits of the stack buffers of one block task (GPT-2 goes up to C = 1600, NH = 25, hs = 64).
 pub const max_head_size = 256;
-/// Keys scored per block of the online softmax.
+pub const max_heads = 64;
+pub const max_channels = 4096;
+/// Keys per block: a block task reads key_block whole cache rows of K, then of V, sequentially.
 const key_block = 64;
+/// Scratch for per-block partial results (max, sum, weighted values per head). Rows are processed
+/// in groups that fit; one row needs blocks·(C + 2·NH) floats (16 blocks · 792 for d12 at 1024).
+/// (Tiny in tests, so that row groups are exercised.)
+pub const scratch_floats = if (@import("builtin").is_test) 1 << 9 else 1 << 22;
+var scratch: [scratch_floats]f32 = undefined;
 
 pub const AttentionShape = struct {
     pos0: usize, // absolute position of the first query row
@@ -89,59 +96,113 @@ pub const AttentionShape = struct {
     c: usize,
     nh: usize,
     max_t: usize, // rows of each cache
+
+    fn headSize(self: AttentionShape) usize {
+        return self.c / self.nh;
+    }
+    /// Key blocks of the last row (the most any row has).
+    fn blocks(self: AttentionShape) usize {
+        return std.math.divCeil(usize, self.pos0 + self.n, key_block) catch unreachable;
+    }
+    /// Floats of partial results per (row, block): per head a max, a sum and hs weighted values.
+    fn partialFloats(self: AttentionShape) usize {
+        return self.c + 2 * self.nh;
+    }
 };
 
+/// Whether `attention` can take this shape (its scratch holds at least one row's partials).
+pub fn attentionFits(shape: AttentionShape) bool {
+    return shape.c <= max_channels and shape.nh <= max_heads and shape.headSize() <= max_head_size and
+        shape.blocks() * shape.partialFloats() <= scratch_floats;
+}
+
+/// Split-K ("flash-decoding") attention over the cache: task (row, block) reads key_block whole
+/// cache rows (all heads, so memory is streamed, not strided by head) and leaves per head the
+/// block's max score, the sum of exp(score - max) and Σ exp(score - max)·v; a second pass merges
+/// a row's blocks in block order. Block boundaries do not depend on the thread count.
 const AttentionContext = struct {
     out: []f32,
     qkv: []const f32,
     k_cache: []const f32,
     v_cache: []const f32,
     shape: AttentionShape,
+    first_row: usize, // of this group
+    partials: []f32, // (rows in group, blocks, partialFloats)
 
-    fn task(self: *const AttentionContext, task_index: usize) void {
+    fn partial(self: *const AttentionContext, group_row: usize, block: usize) []f32 {
+        const size = self.shape.partialFloats();
+        return self.partials[(group_row * self.shape.blocks() + block) * size ..][0..size];
+    }
+
+    fn blockTask(self: *const AttentionContext, task_index: usize) void {
         const s = self.shape;
-        const row = task_index / s.nh;
+        const blocks = s.blocks();
+        const group_row = task_index / blocks;
+        const block = task_index % blocks;
+        const row = self.first_row + group_row;
+        const keys = s.pos0 + row + 1;
+        const begin = block * key_block;
+        const part = self.partial(group_row, block);
+        const maxes = part[0..s.nh];
+        const sums = part[s.nh .. 2 * s.nh];
+        const acc = part[2 * s.nh ..][0..s.c];
+        if (begin >= keys) { // past this row's causal limit
+            @memset(maxes, -std.math.inf(f32));
+            @memset(sums, 0);
+            @memset(acc, 0);
+            return;
+        }
+        const len = @min(key_block, keys - begin);
+        const hs = s.headSize();
+        const q = self.qkv[row * 3 * s.c ..][0..s.c];
+        const scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hs)));
+        var scores: [key_block * max_heads]f32 = undefined;
+        for (0..len) |j| {
+            const key = self.k_cache[(begin + j) * s.c ..][0..s.c];
+            for (0..s.nh) |h| scores[j * s.nh + h] = dotRow(q[h * hs ..][0..hs], key[h * hs ..][0..hs]) * scale;
+        }
+        for (0..s.nh) |h| {
+            var max: f32 = -std.math.inf(f32);
+            for (0..len) |j| max = @max(max, scores[j * s.nh + h]);
+            var sum: f32 = 0;
+            for (0..len) |j| {
+                const w = @exp(scores[j * s.nh + h] - max);
+                scores[j * s.nh + h] = w;
+                sum += w;
+            }
+            maxes[h] = max;
+            sums[h] = sum;
+        }
+        @memset(acc, 0);
+        for (0..len) |j| {
+            const value = self.v_cache[(begin + j) * s.c ..][0..s.c];
+            for (0..s.nh) |h| axpy(acc[h * hs ..][0..hs], scores[j * s.nh + h], value[h * hs ..][0..hs]);
+        }
+    }
+
+    fn combineTask(self: *const AttentionContext, task_index: usize) void {
+        const s = self.shape;
+        const group_row = task_index / s.nh;
         const head = task_index % s.nh;
-        const hs = s.c / s.nh;
-        const q = self.qkv[row * 3 * s.c + head * hs ..][0..hs];
+        const row = self.first_row + group_row;
+        const hs = s.headSize();
+        const used_blocks = std.math.divCeil(usize, s.pos0 + row + 1, key_block) catch unreachable;
+        var max: f32 = -std.math.inf(f32);
+        for (0..used_blocks) |b| max = @max(max, self.partial(group_row, b)[head]);
+        var total: f32 = 0;
+        var acc: [max_head_size]f32 = undefined;
+        @memset(acc[0..hs], 0);
+        for (0..used_blocks) |b| {
+            const part = self.partial(group_row, b);
+            const weight = @exp(part[head] - max);
+            total += part[s.nh + head] * weight;
+            axpy(acc[0..hs], weight, part[2 * s.nh + head * hs ..][0..hs]);
+        }
         const out = self.out[row * s.c + head * hs ..][0..hs];
-        attendOneHead(out, q, self.k_cache, self.v_cache, head * hs, s.c, s.pos0 + row + 1);
+        const inverse = 1.0 / total;
+        for (out, acc[0..hs]) |*o, a| o.* = a * inverse;
     }
 };
-
-/// out = softmax(q·Kᵀ/√hs) · V over cache rows 0..keys-1, reading the head's columns at `column`.
-fn attendOneHead(out: []f32, q: []const f32, k_cache: []const f32, v_cache: []const f32, column: usize, c: usize, keys: usize) void {
-    const hs = q.len;
-    assert(hs <= max_head_size and out.len == hs and keys > 0);
-    const scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hs)));
-    var acc: [max_head_size]f32 = undefined;
-    @memset(acc[0..hs], 0);
-    var scores: [key_block]f32 = undefined;
-    var running_max: f32 = -std.math.inf(f32);
-    var running_sum: f32 = 0;
-    var block_begin: usize = 0;
-    while (block_begin < keys) : (block_begin += key_block) {
-        const block_len = @min(key_block, keys - block_begin);
-        var block_max: f32 = -std.math.inf(f32);
-        for (0..block_len) |j| {
-            const key = k_cache[(block_begin + j) * c + column ..][0..hs];
-            scores[j] = dotRow(q, key) * scale;
-            block_max = @max(block_max, scores[j]);
-        }
-        const new_max = @max(running_max, block_max);
-        const correction = @exp(running_max - new_max); // 0 on the first block (exp(-inf))
-        running_sum *= correction;
-        for (acc[0..hs]) |*a| a.* *= correction;
-        for (0..block_len) |j| {
-            const weight = @exp(scores[j] - new_max);
-            running_sum += weight;
-            axpy(acc[0..hs], weight, v_cache[(block_begin + j) * c + column ..][0..hs]);
-        }
-        running_max = new_max;
-    }
-    const inverse = 1.0 / running_sum;
-    for (out, acc[0..hs]) |*o, a| o.* = a * inverse;
-}
 
 fn axpy(y: []f32, alpha: f32, x: []const f32) void {
     assert(x.len == y.len);
@@ -153,9 +214,11 @@ fn axpy(y: []f32, alpha: f32, x: []const f32) void {
 
 /// Stores the new rows' keys and values (columns C..2C and 2C..3C of qkv) at cache positions
 /// pos0..pos0+n-1, then writes out(n, C) = causal attention of the rows' queries over the cache.
+/// Not reentrant (module scratch), like the pool.
 pub fn attention(out: []f32, qkv: []const f32, k_cache: []f32, v_cache: []f32, shape: AttentionShape) void {
     const s = shape;
-    assert(s.n > 0 and s.c > 0 and s.nh > 0 and s.c % s.nh == 0 and s.c / s.nh <= max_head_size);
+    assert(s.n > 0 and s.c > 0 and s.nh > 0 and s.c % s.nh == 0);
+    assert(attentionFits(s));
     assert(s.pos0 + s.n <= s.max_t);
     assert(out.len == s.n * s.c and qkv.len == s.n * 3 * s.c);
     assert(k_cache.len == s.max_t * s.c and v_cache.len == s.max_t * s.c);
@@ -164,8 +227,23 @@ pub fn attention(out: []f32, qkv: []const f32, k_cache: []f32, v_cache: []f32, s
         @memcpy(k_cache[(s.pos0 + row) * s.c ..][0..s.c], src[s.c .. 2 * s.c]);
         @memcpy(v_cache[(s.pos0 + row) * s.c ..][0..s.c], src[2 * s.c .. 3 * s.c]);
     }
-    const context = AttentionContext{ .out = out, .qkv = qkv, .k_cache = k_cache, .v_cache = v_cache, .shape = s };
-    pool.parallelFor(AttentionContext, &context, s.n * s.nh, AttentionContext.task);
+    const row_floats = s.blocks() * s.partialFloats();
+    const group_rows = @min(s.n, scratch_floats / row_floats);
+    var first_row: usize = 0;
+    while (first_row < s.n) : (first_row += group_rows) {
+        const rows = @min(group_rows, s.n - first_row);
+        const context = AttentionContext{
+            .out = out,
+            .qkv = qkv,
+            .k_cache = k_cache,
+            .v_cache = v_cache,
+            .shape = s,
+            .first_row = first_row,
+            .partials = scratch[0 .. rows * row_floats],
+        };
+        pool.parallelFor(AttentionContext, &context, rows * s.blocks(), AttentionContext.blockTask);
+        pool.parallelFor(AttentionContext, &context, rows * s.nh, AttentionContext.combineTask);
+    }
 }
 
 // ---- copy (bandwidth yardstick) ----

@@ -358,8 +358,8 @@ export function decodeMatvec(out: Float32Array, inp: Float32Array, weight: Float
   lib().llmts_decode_matvec(out, inp, weight, bias, C, OC);
 }
 
-/** Head sizes the decode attention kernel accepts (its per-task accumulator lives on the stack). */
-export const DECODE_MAX_HEAD_SIZE = 256;
+/** Limits of kernels/decode.zig's attention (stack buffers and its partial-results scratch). */
+export const DECODE_ATTENTION_LIMITS = { maxHeadSize: 256, maxHeads: 64, maxChannels: 4096, keyBlock: 64, scratchFloats: 1 << 22 } as const;
 
 /**
  * Stores the keys and values of n new rows (qkv(n,3C), row = [q|k|v]) at cache positions
@@ -370,7 +370,11 @@ export function decodeAttention(out: Float32Array, qkv: Float32Array, kCache: Fl
   const fn = "decodeAttention";
   checkDim(fn, "n", n); checkDim(fn, "C", C); checkDim(fn, "NH", NH); checkDim(fn, "maxT", maxT);
   if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + n > maxT) throw new KernelArgumentError(`${fn}: rows ${pos0}..${pos0 + n - 1} do not fit a cache of ${maxT} positions`);
-  if (C % NH !== 0 || C / NH > DECODE_MAX_HEAD_SIZE) throw new KernelArgumentError(`${fn}: C (${C}) must split into NH (${NH}) heads of at most ${DECODE_MAX_HEAD_SIZE}`);
+  const limits = DECODE_ATTENTION_LIMITS;
+  if (C % NH !== 0 || C / NH > limits.maxHeadSize || NH > limits.maxHeads || C > limits.maxChannels) {
+    throw new KernelArgumentError(`${fn}: C (${C}) must split into NH (${NH} ≤ ${limits.maxHeads}) heads of at most ${limits.maxHeadSize}, C ≤ ${limits.maxChannels}`);
+  }
+  if (Math.ceil((pos0 + n) / limits.keyBlock) * (C + 2 * NH) > limits.scratchFloats) throw new KernelArgumentError(`${fn}: context ${pos0 + n} is too long for C = ${C}`);
   checkElementCount(fn, maxT * C);
   checkF32(fn, "out", out, n * C); checkF32(fn, "qkv", qkv, n * 3 * C);
   checkF32(fn, "kCache", kCache, maxT * C); checkF32(fn, "vCache", vCache, maxT * C);
