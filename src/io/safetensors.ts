@@ -242,4 +242,14 @@ function writeStreamAtomic(path: string, produce: (write: (bytes: Uint8Array) =>
   }
   closeSync(fd);
   renameSync(temp, path);
+  try {
+    const dir = openSync(dirname(path), "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename itself is still atomic.
+  }
 }
