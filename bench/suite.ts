@@ -26,6 +26,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: "step", command: (q) => `bun bench/step.ts${q ? " --quick" : ""}`, runs: () => 1 },
   { name: "attention", command: (q) => `bun bench/attention.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
   { name: "layers", command: (q) => `bun bench/layers.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "generate", command: (q) => `bun bench/generate.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
 ];
 
 let failed = 0;
