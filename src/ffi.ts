@@ -73,10 +73,18 @@ let library: Library | null = null;
 
 function lib(): Library {
   if (library === null) {
-    checkLibrary();
-    library = dlopen(LIBRARY_PATH, symbols).symbols;
+    // The thread count is validated first, so a bad LLMTS_THREADS fails every call, not just the first.
     const threads = defaultThreadCount();
-    if (library.llmts_pool_init(threads) !== threads) throw new Error(`could not start ${threads} kernel threads`);
+    checkLibrary();
+    let loaded: Library;
+    try {
+      loaded = dlopen(LIBRARY_PATH, symbols).symbols;
+    } catch (error) {
+      // A library from another build of the sources (a missing symbol) or a damaged file.
+      throw new Error(`llm.ts kernel library ${LIBRARY_PATH} could not be loaded (${(error as Error).message}): run \`bun run build\``);
+    }
+    if (loaded.llmts_pool_init(threads) !== threads) throw new Error(`could not start ${threads} kernel threads`);
+    library = loaded;
   }
   return library;
 }
