@@ -416,6 +416,7 @@ export function decodeAttention(out: Float32Array, qkv: Float32Array, kCache: Fl
 /** dst = src with all threads (the bandwidth yardstick of bench/generate.ts). */
 export function parallelCopy(dst: Float32Array, src: Float32Array): void {
   const fn = "parallelCopy";
+  checkF32(fn, "src", src, src.length);
   checkDim(fn, "n", src.length);
   checkF32(fn, "dst", dst, src.length);
   lib().llmts_copy(dst, src, src.length);
