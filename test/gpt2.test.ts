@@ -156,8 +156,6 @@ describe("finite differences on a tiny model", () => {
 
 describe("determinism", () => {
   const config: GPT2Config = { maxT: 64, V: 500, Vp: 512, L: 2, NH: 4, C: 64 };
-  const B = 3, T = 17;
-  beforeAll(() => setThreads(2));
   afterAll(() => setThreads(defaultThreadCount()));
 
   test("GPT2.init: same seed → bit-identical parameters; another seed → different", () => {
@@ -179,25 +177,36 @@ describe("determinism", () => {
     for (const w of [v.ln1w, v.ln2w, v.lnfw]) expect(w.every((x) => x === 1)).toBe(true);
   });
 
-  test("same seed and data → bit-identical losses and parameters over 4 training steps (2 threads)", () => {
-    const tokens = randomTokens(B * T + 1, config.V, 8);
-    const inputs = tokens.slice(0, B * T), targets = tokens.slice(1);
-    const train = () => {
-      const model = GPT2.init(config, 42);
+  test("same seed and data → bit-identical losses and parameters over 4 training steps, on 1, 2 and 3 threads", () => {
+    // Every kernel splits work across threads without splitting a reduction, so the thread count
+    // must not change a bit. The shape takes every multi-threaded path: BT > 16 (the packed GEMM,
+    // not the small-row one), 4C = 768 > one K block, T = 150 > two attention key blocks.
+    const big: GPT2Config = { maxT: 160, V: 500, Vp: 512, L: 2, NH: 3, C: 192 };
+    const [B2, T2] = [2, 150];
+    const tokens = randomTokens(B2 * T2 + 1, big.V, 8);
+    const inputs = tokens.slice(0, B2 * T2), targets = tokens.slice(1);
+    const train = (threads: number) => {
+      setThreads(threads);
+      const model = GPT2.init(big, 42);
       const opt = new AdamW(model.params.length, { weightDecay: 0.1 });
       const losses: number[] = [];
       for (let step = 0; step < 4; step++) {
-        losses.push(model.forward(inputs, targets, B, T));
+        losses.push(model.forward(inputs, targets, B2, T2));
         model.zeroGrad();
         model.backward();
         opt.update(model.params, model.grads, 1e-3, 1 / Math.max(1, gradNorm(model.grads)));
       }
       return { losses, params: model.params };
     };
-    const first = train(), second = train();
+    const first = train(2), second = train(2);
     expect(second.losses).toEqual(first.losses);
     expect(first.losses[3]).toBeLessThan(first.losses[0]);
     expect(Buffer.from(second.params.buffer).equals(Buffer.from(first.params.buffer))).toBe(true);
+    for (const threads of [1, 3]) {
+      const other = train(threads);
+      expect(other.losses).toEqual(first.losses);
+      expect(Buffer.from(other.params.buffer).equals(Buffer.from(first.params.buffer))).toBe(true);
+    }
   });
 });
 
