@@ -1,0 +1,79 @@
+// Atomic writes (src/io/atomic.ts) and the llm.c checkpoint writer built on them: the new file
+// replaces the old one by rename (a reader holding the old file keeps seeing it whole), a failed
+// write leaves the old file and no temp file behind.
+import { afterAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeFileAtomic } from "../src/io/atomic.ts";
+import { readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
+import type { GPT2Config } from "../src/model/config.ts";
+import { GPT2 } from "../src/model/gpt2.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "llmts-atomic-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const bytes = (...values: number[]) => Uint8Array.from(values);
+
+describe("writeFileAtomic", () => {
+  test("writes the chunks in order and leaves no temp file", () => {
+    const path = join(dir, "a.bin");
+    writeFileAtomic(path, [bytes(1, 2), new Int32Array([0x01020304]), bytes()]);
+    expect([...readFileSync(path)]).toEqual([1, 2, 4, 3, 2, 1]);
+    expect(readdirSync(dir)).toEqual(["a.bin"]);
+  });
+
+  test("replaces by rename: a reader holding the old file still sees the old bytes, whole", () => {
+    const path = join(dir, "b.bin");
+    writeFileSync(path, bytes(9, 9, 9, 9));
+    const fd = openSync(path, "r");
+    try {
+      writeFileAtomic(path, [bytes(1, 2, 3)]);
+      const old = new Uint8Array(8);
+      expect(readSync(fd, old, 0, 8, 0)).toBe(4); // an in-place rewrite would have truncated it
+      expect([...old.subarray(0, 4)]).toEqual([9, 9, 9, 9]);
+    } finally {
+      closeSync(fd);
+    }
+    expect([...readFileSync(path)]).toEqual([1, 2, 3]);
+  });
+
+  test("a write that fails midway leaves the old file and removes the temp file", () => {
+    const path = join(dir, "c.bin");
+    writeFileSync(path, bytes(7, 7));
+    const failing = { get buffer(): ArrayBuffer { throw new Error("disk full (simulated)"); }, byteOffset: 0, byteLength: 4 } as ArrayBufferView;
+    expect(() => writeFileAtomic(path, [bytes(1, 2, 3), failing])).toThrow("disk full (simulated)");
+    expect([...readFileSync(path)]).toEqual([7, 7]);
+    expect(readdirSync(dir).filter((f) => f.includes("c.bin"))).toEqual(["c.bin"]);
+  });
+
+  test("a missing folder throws and creates nothing", () => {
+    expect(() => writeFileAtomic(join(dir, "no", "such", "d.bin"), [bytes(1)])).toThrow();
+    expect(existsSync(join(dir, "no"))).toBe(false);
+  });
+});
+
+describe("writeLlmcCheckpoint is atomic", () => {
+  const config: GPT2Config = { maxT: 8, V: 20, Vp: 128, L: 1, NH: 2, C: 4 };
+  test("overwriting a checkpoint goes through a rename; a refused write leaves the old one readable", () => {
+    const path = join(dir, "model.bin");
+    const first = GPT2.init(config, 1), second = GPT2.init(config, 2);
+    writeLlmcCheckpoint(path, config, first.params);
+    const fd = openSync(path, "r");
+    try {
+      writeLlmcCheckpoint(path, config, second.params);
+      const head = new Int32Array(2);
+      readSync(fd, new Uint8Array(head.buffer), 0, 8, 0);
+      expect([...head]).toEqual([20240326, 3]);
+      const oldBody = new Float32Array(first.params.length);
+      readSync(fd, new Uint8Array(oldBody.buffer), 0, oldBody.byteLength, 1024);
+      expect(Buffer.from(oldBody.buffer).equals(Buffer.from(first.params.buffer))).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(Buffer.from(readLlmcCheckpoint(path).params.buffer).equals(Buffer.from(second.params.buffer))).toBe(true);
+    expect(() => writeLlmcCheckpoint(path, config, new Float32Array(3))).toThrow(/3 parameters given/);
+    expect(Buffer.from(readLlmcCheckpoint(path).params.buffer).equals(Buffer.from(second.params.buffer))).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes("model.bin"))).toEqual(["model.bin"]);
+  });
+});
