@@ -62,7 +62,7 @@ pub fn measure(comptime width: usize, ms: u64) f64 {
     return flops_per_round * @as(f64, @floatFromInt(rounds)) / seconds / 1e9;
 }
 
-test "peak is positive and two threads are not slower than one" {
+test "peak is positive on one and two threads (their ratio is a benchmark figure, not a test: the machine is shared)" {
     try pool.init(1);
     const one = measure(8, 20);
     try pool.init(2);
