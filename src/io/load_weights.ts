@@ -4,6 +4,7 @@
 //   - a Hugging Face GPT-2 folder (config.json + model.safetensors; src/io/hf.ts)
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { CheckpointError, LLMC_MODEL_MAGIC, type LoadedWeights, readLlmcCheckpoint } from "./llmc.ts";
+import { readLlmtsCheckpoint } from "./llmts_checkpoint.ts";
 
 export type WeightsFormat = "llmc" | "llmts" | "hf";
 
@@ -32,7 +33,7 @@ export function loadWeights(path: string): LoadedWeights {
     case "llmc":
       return readLlmcCheckpoint(path);
     case "llmts":
-      throw new CheckpointError(`${path}: llm.ts checkpoints are not readable yet`);
+      return readLlmtsCheckpoint(path, { optimizer: false });
     case "hf":
       throw new CheckpointError(`${path}: Hugging Face folders are not readable yet`);
   }
