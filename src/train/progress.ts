@@ -34,12 +34,12 @@ export class Progress {
     const now = performance.now();
     if (now - this.lastDraw < 100 && s.step !== s.steps) return;
     this.lastDraw = now;
-    const width = 24;
+    const val = s.valLoss === null ? "" : ` (val ${s.valLoss.toFixed(3)})`;
+    const text = ` ${s.step}/${s.steps} loss ${s.loss.toFixed(3)}${val} | ETA ${duration(s.etaS)} | ${Math.round(s.tokensPerS)} tok/s | MFU ${(s.mfu * 100).toFixed(1)}%`;
+    const columns = this.out.columns ?? 100;
+    const width = Math.max(0, Math.min(30, columns - 1 - text.length));
     const filled = Math.round((s.step / s.steps) * width);
-    const bar = "█".repeat(filled) + "░".repeat(width - filled);
-    const val = s.valLoss === null ? "" : ` val ${s.valLoss.toFixed(3)}`;
-    const line = `${bar} ${s.step}/${s.steps} loss ${s.loss.toFixed(3)}${val} | ${Math.round(s.tokensPerS)} tok/s | MFU ${(s.mfu * 100).toFixed(1)}% | ETA ${duration(s.etaS)}`;
-    const columns = this.out.columns ?? 120;
+    const line = "█".repeat(filled) + "░".repeat(width - filled) + text;
     this.out.write(`\r\x1b[2K${line.slice(0, columns - 1)}`);
     this.barShown = true;
   }
