@@ -136,6 +136,14 @@ describe("training runs", () => {
     const weights = loadWeights(final);
     expect(weights.config.L).toBe(2);
     expect(readLlmtsCheckpoint(final).step).toBe(4);
+    // --init from that checkpoint: fine-tuning defaults to lr 1e-4 and starts from its weights.
+    const tuned = join(dir, "e2e_init");
+    const init = cliSync([...TINY.filter((a) => a !== "--model" && a !== "d2"), "--init", final, "--steps", "1", "--ckpt-dir", tuned]);
+    expect(init.exitCode).toBe(0);
+    expect(init.stderr.toString()).toContain(`initialised from ${final}`);
+    const first = readLog(join(tuned, "log.jsonl")).find((e) => "loss" in e);
+    expect(first.lr).toBe(1e-4);
+    expect(first.loss).toBeLessThan(steps[0].loss); // trained weights beat the fresh start
     // Running again into the same folder must not silently mix runs.
     const again = cliSync(args);
     expect(again.exitCode).toBe(2);
