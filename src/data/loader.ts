@@ -12,7 +12,7 @@
 // each epoch (over all shards at once). The state — epoch, cursor and the RNG state that produced
 // the current permutation — is plain JSON, so a resumed run sees exactly the batches it would have.
 import { existsSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { Rng, type RngState } from "../train/rng.ts";
 import { readTokenFile, TokenFileError } from "./token_file.ts";
 
@@ -186,7 +186,9 @@ export class TokenLoader {
     const bad = (why: string) => new DataError(`cannot resume the data loader: ${why}`);
     if (state === null || typeof state !== "object") throw bad("no loader state in the checkpoint");
     if (state.shuffle !== this.shuffle) throw bad(`the checkpoint was ${state.shuffle ? "shuffled" : "unshuffled"}, this run is ${this.shuffle ? "shuffled" : "unshuffled"} (use the same --no-shuffle setting)`);
-    if (state.windows !== this.batchesPerEpoch || JSON.stringify(state.files) !== JSON.stringify(this.files)) {
+    // File names, not full paths: a data folder that moved (or a repo checked out elsewhere) still resumes.
+    const names = (files: unknown) => (Array.isArray(files) ? files.map((f) => basename(String(f))) : null);
+    if (state.windows !== this.batchesPerEpoch || JSON.stringify(names(state.files)) !== JSON.stringify(names(this.files))) {
       throw bad(`the data differs from the checkpoint's (${JSON.stringify(state.files)}, ${state.windows} batches of ${this.B}×${this.T} per epoch; now ${this.batchesPerEpoch})`);
     }
     const int = (x: unknown, max: number) => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= max;
