@@ -8,6 +8,7 @@ import { UsageError } from "../cli/flags.ts";
 import { DataError, TokenLoader } from "../data/loader.ts";
 import { prepareDataset, SUMMARY_FILE } from "../data/prepare.ts";
 import { decode, EOT_TOKEN } from "../data/tokenizer.ts";
+import * as ffi from "../ffi.ts";
 import { setThreads, threadCount } from "../ffi.ts";
 import { CheckpointError } from "../io/llmc.ts";
 import { loadWeights } from "../io/load_weights.ts";
@@ -26,8 +27,26 @@ import { learningRate } from "./schedule.ts";
 const REPO_ROOT = resolve(import.meta.dir, "..", "..");
 export const MOBY_DICK_TEXT = join(REPO_ROOT, "node_modules", "@stdlib", "datasets-moby-dick", "data", "data.txt");
 export const MOBY_DICK_CACHE = join(REPO_ROOT, "data", "mobydick");
-/** This machine's measured FMA peak per thread (../shared/ANCHORS.md), for the MFU figure. */
+/** Fallback FMA peak per thread (this machine, ANCHORS.md) when the library cannot measure it. */
 export const PEAK_GFLOPS_PER_THREAD = 92;
+
+/**
+ * The machine's FMA peak for the MFU figure: measured for ~100 ms with the matmul library's
+ * microbenchmark when it has one (turbo clocks vary between machines and over time), else the
+ * per-thread figure above.
+ */
+export function peakGflops(threads: number): { gflops: number; source: string } {
+  const measure = (ffi as unknown as { fmaPeakGflops?: (threads: number, ms: number) => number }).fmaPeakGflops;
+  if (typeof measure === "function") {
+    try {
+      const gflops = measure(threads, 100);
+      if (Number.isFinite(gflops) && gflops > 0) return { gflops, source: "measured" };
+    } catch {
+      // fall through to the constant
+    }
+  }
+  return { gflops: PEAK_GFLOPS_PER_THREAD * threads, source: `${PEAK_GFLOPS_PER_THREAD} GFLOP/s per thread` };
+}
 
 export class TrainingFailed extends Error {
   override name = "TrainingFailed";
@@ -196,7 +215,7 @@ export async function trainLoop(run: Run, progress: Progress, shouldStop: () => 
   const { batch: B, seq: T } = o;
   const scheduleOptions = { ...o, lr: run.lr };
   const flopsPerStep = flopsPerToken(model.config, T) * run.totalBatch;
-  const peak = (o.peakGflops ?? PEAK_GFLOPS_PER_THREAD * o.threads) * 1e9;
+  const peak = (o.peakGflops ?? peakGflops(o.threads).gflops) * 1e9;
   let lastCheckpoint: string | null = null;
   let valLoss: number | null = null;
   let emaMs = 0;
@@ -244,7 +263,8 @@ export async function trainLoop(run: Run, progress: Progress, shouldStop: () => 
       progress.message(`step ${step}: val loss ${valLoss!.toFixed(4)}`);
     }
     if (samplingOn && ((o.sampleEvery > 0 && step % o.sampleEvery === 0) || last)) {
-      progress.message(`step ${step} sample: ${JSON.stringify(sample(run))}`);
+      const text = sample(run).replaceAll("\r", "");
+      progress.message(`step ${step} sample:\n${text.split("\n").map((line) => `  │ ${line}`).join("\n")}`);
     }
     if ((o.ckptEvery > 0 && step % o.ckptEvery === 0) || last) {
       lastCheckpoint = saveCheckpoint(run, step);
