@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   process.stderr.write(
     `prepared ${summary.documents} documents, ${summary.tokens.toLocaleString("en-US")} tokens ` +
       `(train ${summary.trainTokens.toLocaleString("en-US")}, val ${summary.valTokens.toLocaleString("en-US")}) in ${summary.seconds.toFixed(2)} s; ` +
-      `tokenizing took ${summary.tokenizeSeconds.toFixed(3)} s (${mbps.toFixed(1)} MB/s)\n`,
+      `encoding took ${summary.tokenizeSeconds.toFixed(3)} s (${mbps.toFixed(1)} MB/s; loading the tokenizer ${summary.loadSeconds.toFixed(3)} s)\n`,
   );
   return 0;
 }
