@@ -11,12 +11,14 @@ export type Schedule = (typeof SCHEDULES)[number];
 /** The default recipe for a freshly initialised model (see RECIPE_NOTE). */
 export const RECIPE = { model: "d4", lrScratch: 1e-3, lrFinetune: 1e-4 };
 
-export const RECIPE_NOTE = `Learning rate: AdamW's default (ADAMW_DEFAULTS, the seed design) is 1e-4, and that is the
-default here when you fine-tune (--init): it is the rate llm.c uses to fine-tune GPT-2. A FRESH
-model (--model) defaults to ${RECIPE.lrScratch}: at 1e-4 a randomly initialised GPT-2 needs several
-times more steps than a 10-minute CPU run has to get past unigram statistics, while ${RECIPE.lrScratch}
-(with --grad-clip 1) learns the frequent words of the corpus in a few hundred steps and stays stable
-at these small sizes. Pass --lr to choose either way.`;
+export const RECIPE_NOTE = `Default recipe: a fresh d4 (16M parameters, most of them the embedding), B=8, T=64, 2500 steps
+(~1.3M tokens, ~4.5 passes over Moby-Dick's 286k training tokens), about 10 minutes at ~0.22 s/step
+on an idle 2-core machine; d4 beat d6 at equal compute in this budget.
+Learning rate: AdamW's default (ADAMW_DEFAULTS, the seed design) is 1e-4, and that stays the
+default when you fine-tune (--init), as llm.c fine-tunes GPT-2. A FRESH model (--model) defaults
+to ${RECIPE.lrScratch}: 1e-4 is far too slow to get a random GPT-2 past unigram statistics in
+10 minutes. Measured on d4 after 120 steps, val loss: 7.15 at 1e-4, 6.38 at 1e-3, 6.77 at 3e-3.
+--lr overrides both.`;
 
 export interface TrainOptions {
   model: string | null;
@@ -85,7 +87,7 @@ export const FLAGS: FlagSpec[] = [
   { key: "shuffle", flag: "no-shuffle", group: "data", def: null, boolean: true, help: "serve batches in file order (llm.c's unshuffled loader) instead of a seeded shuffle", parse: () => false },
   { key: "batch", flag: "batch", group: "optimisation", def: "8", help: "B: sequences per micro-batch", parse: int("batch", 1, 1 << 16) },
   { key: "seq", flag: "seq", group: "optimisation", def: "64", help: "T: tokens per sequence (≤ the model's maxT)", parse: int("seq", 1, 1 << 16) },
-  { key: "steps", flag: "steps", group: "optimisation", def: "1000", help: "optimizer updates for the whole run (a resumed run stops at the same step)", parse: int("steps", 1) },
+  { key: "steps", flag: "steps", group: "optimisation", def: "2500", help: "optimizer updates for the whole run (a resumed run stops at the same step)", parse: int("steps", 1) },
   { key: "totalBatch", flag: "total-batch", group: "optimisation", def: null, help: "tokens per update (default B·T); gradient accumulation = total/(B·T), which must divide", parse: int("total-batch", 1) },
   { key: "lr", flag: "lr", group: "optimisation", def: null, help: `peak learning rate (default ${RECIPE.lrScratch} for a fresh --model, ${RECIPE.lrFinetune} with --init; see below)`, parse: num("lr", 0, 10, { minExclusive: true }) },
   { key: "schedule", flag: "schedule", group: "optimisation", def: "constant", help: `learning-rate schedule after warmup: ${SCHEDULES.join("|")}`, parse: (v) => choiceFlag("schedule", v, SCHEDULES) },
@@ -99,13 +101,13 @@ export const FLAGS: FlagSpec[] = [
   { key: "gradClip", flag: "grad-clip", group: "optimisation", def: "1", help: "clip the global gradient norm to this (0 = off)", parse: num("grad-clip", 0, 1e9) },
   { key: "seed", flag: "seed", group: "optimisation", def: "1337", help: "seeds the init, the data shuffle and sampling", parse: int("seed", 0, 0xffffffff) },
   { key: "threads", flag: "threads", group: "optimisation", def: null, help: `kernel threads (default LLMTS_THREADS or the core count, here ${defaultThreadCount()})`, parse: int("threads", 1, 64) },
-  { key: "valEvery", flag: "val-every", group: "evaluation", def: "50", help: "validation loss every N steps (0 = never; also at the start and end)", parse: int("val-every", 0) },
+  { key: "valEvery", flag: "val-every", group: "evaluation", def: "100", help: "validation loss every N steps (0 = never; also at the start and end)", parse: int("val-every", 0) },
   { key: "valBatches", flag: "val-batches", group: "evaluation", def: "8", help: "batches per validation (capped at what the val files hold)", parse: int("val-batches", 1) },
-  { key: "sampleEvery", flag: "sample-every", group: "evaluation", def: "200", help: "print a sample every N steps (0 = never; also at the end)", parse: int("sample-every", 0) },
+  { key: "sampleEvery", flag: "sample-every", group: "evaluation", def: "500", help: "print a sample every N steps (0 = never; also at the end)", parse: int("sample-every", 0) },
   { key: "sampleTokens", flag: "sample-tokens", group: "evaluation", def: "48", help: "tokens per sample (0 disables sampling)", parse: int("sample-tokens", 0, 100000) },
   { key: "temperature", flag: "temperature", group: "evaluation", def: "0.8", help: "sampling temperature (0 = greedy)", parse: num("temperature", 0, 100) },
   { key: "ckptDir", flag: "ckpt-dir", group: "state", def: "runs/train", help: "checkpoint folder (ckpt_<step>.llmts)", parse: str("ckpt-dir") },
-  { key: "ckptEvery", flag: "ckpt-every", group: "state", def: "250", help: "checkpoint every N steps (0 = only at the end and on Ctrl-C)", parse: int("ckpt-every", 0) },
+  { key: "ckptEvery", flag: "ckpt-every", group: "state", def: "500", help: "checkpoint every N steps (0 = only at the end and on Ctrl-C)", parse: int("ckpt-every", 0) },
   { key: "keepLast", flag: "keep-last", group: "state", def: "2", help: "keep this many newest checkpoints (0 = keep all)", parse: int("keep-last", 0) },
   { key: "resume", flag: "resume", group: "state", def: null, help: 'continue from a checkpoint path, or "latest" in --ckpt-dir (flags not given come from the checkpoint)', parse: str("resume") },
   { key: "overwrite", flag: "overwrite", group: "state", def: null, boolean: true, help: "start fresh even if --ckpt-dir holds checkpoints of an earlier run (they are deleted)", parse: () => true },
@@ -128,7 +130,7 @@ const METAVAR: Partial<Record<Key, string>> = {
 };
 
 export function helpText(): string {
-  const lines = ["usage: bun run train [options]", "", "Trains GPT-2 on the CPU. With no options: a fresh d4 model on Moby-Dick, about 10 minutes on 2 cores.", ""];
+  const lines = ["usage: bun run train [options]", "", "Trains GPT-2 on the CPU. With no options: a fresh d4 model on Moby-Dick, about 10 minutes on 2 idle cores.", ""];
   let group = "";
   for (const f of FLAGS) {
     if (f.group !== group) {
