@@ -3,6 +3,14 @@
 const std = @import("std");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
+const attention = @import("attention.zig");
+const encoder = @import("encoder.zig");
+const layernorm = @import("layernorm.zig");
+const elementwise = @import("elementwise.zig");
+const gelu = @import("gelu.zig");
+const vmath = @import("vmath.zig");
+const softmax_xent = @import("softmax_xent.zig");
+const adamw = @import("adamw.zig");
 
 fn slice(ptr: [*]f32, len: usize) []f32 {
     return ptr[0..len];
@@ -40,8 +48,89 @@ export fn llmts_matmul_backward_weight(dweight: [*]f32, dbias: ?[*]f32, dout: [*
     matmul.backwardWeight(slice(dweight, OC * C), if (dbias) |b| slice(b, OC) else null, constSlice(dout, BT * OC), constSlice(inp, BT * C), BT, C, OC);
 }
 
+// ---- attention ----
+export fn llmts_attention_forward(out: [*]f32, lse: [*]f32, qkv: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
+    attention.forward(slice(out, B * T * C), slice(lse, B * NH * T), constSlice(qkv, B * T * 3 * C), B, T, C, NH);
+}
+export fn llmts_attention_backward(dqkv: [*]f32, dout: [*]const f32, qkv: [*]const f32, out: [*]const f32, lse: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
+    attention.backward(slice(dqkv, B * T * 3 * C), constSlice(dout, B * T * C), constSlice(qkv, B * T * 3 * C), constSlice(out, B * T * C), constSlice(lse, B * NH * T), B, T, C, NH);
+}
+
+// ---- layers ----
+fn ints(ptr: [*]const i32, len: usize) []const i32 {
+    return ptr[0..len];
+}
+fn count64(value: i64) usize {
+    std.debug.assert(value > 0);
+    return @intCast(value);
+}
+export fn llmts_encoder_forward(out: [*]f32, inp: [*]const i32, wte: [*]const f32, wpe: [*]const f32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
+    const s = encoder.Shape{ .b = dim(b), .t = dim(t), .c = dim(c), .vp = dim(vp), .max_t = dim(max_t) };
+    encoder.forward(slice(out, s.b * s.t * s.c), ints(inp, s.b * s.t), constSlice(wte, s.vp * s.c), constSlice(wpe, s.max_t * s.c), s);
+}
+export fn llmts_encoder_backward(dwte: [*]f32, dwpe: [*]f32, dout: [*]const f32, inp: [*]const i32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
+    const s = encoder.Shape{ .b = dim(b), .t = dim(t), .c = dim(c), .vp = dim(vp), .max_t = dim(max_t) };
+    encoder.backward(slice(dwte, s.vp * s.c), slice(dwpe, s.max_t * s.c), constSlice(dout, s.b * s.t * s.c), ints(inp, s.b * s.t), s);
+}
+export fn llmts_layernorm_forward(out: [*]f32, mean: [*]f32, rstd: [*]f32, inp: [*]const f32, weight: [*]const f32, bias: [*]const f32, n: i32, c: i32) callconv(.c) void {
+    const N, const C = .{ dim(n), dim(c) };
+    layernorm.forward(slice(out, N * C), slice(mean, N), slice(rstd, N), constSlice(inp, N * C), constSlice(weight, C), constSlice(bias, C), N, C);
+}
+export fn llmts_layernorm_backward(dinp: [*]f32, dweight: [*]f32, dbias: [*]f32, dout: [*]const f32, inp: [*]const f32, weight: [*]const f32, mean: [*]const f32, rstd: [*]const f32, n: i32, c: i32) callconv(.c) void {
+    const N, const C = .{ dim(n), dim(c) };
+    layernorm.backward(slice(dinp, N * C), slice(dweight, C), slice(dbias, C), constSlice(dout, N * C), constSlice(inp, N * C), constSlice(weight, C), constSlice(mean, N), constSlice(rstd, N), N, C);
+}
+export fn llmts_residual_forward(out: [*]f32, a: [*]const f32, b: [*]const f32, n: i32) callconv(.c) void {
+    elementwise.residualForward(slice(out, dim(n)), constSlice(a, dim(n)), constSlice(b, dim(n)));
+}
+export fn llmts_residual_backward(da: [*]f32, db: [*]f32, dout: [*]const f32, n: i32) callconv(.c) void {
+    elementwise.residualBackward(slice(da, dim(n)), slice(db, dim(n)), constSlice(dout, dim(n)));
+}
+export fn llmts_gelu_forward(out: [*]f32, inp: [*]const f32, n: i32) callconv(.c) void {
+    gelu.forward(slice(out, dim(n)), constSlice(inp, dim(n)));
+}
+export fn llmts_gelu_backward(dinp: [*]f32, inp: [*]const f32, dout: [*]const f32, n: i32) callconv(.c) void {
+    gelu.backward(slice(dinp, dim(n)), constSlice(inp, dim(n)), constSlice(dout, dim(n)));
+}
+export fn llmts_softmax_xent_forward(probs: [*]f32, losses: [*]f32, logits: [*]const f32, targets: [*]const i32, bt: i32, v: i32, vp: i32) callconv(.c) void {
+    const s = softmax_xent.Shape{ .bt = dim(bt), .v = dim(v), .vp = dim(vp) };
+    softmax_xent.forward(slice(probs, s.bt * s.vp), slice(losses, s.bt), constSlice(logits, s.bt * s.vp), ints(targets, s.bt), s);
+}
+/// dlogits may be the same array as probs.
+export fn llmts_softmax_xent_backward(dlogits: [*]f32, probs: [*]const f32, targets: [*]const i32, dloss_scale: f32, bt: i32, v: i32, vp: i32) callconv(.c) void {
+    const s = softmax_xent.Shape{ .bt = dim(bt), .v = dim(v), .vp = dim(vp) };
+    softmax_xent.backward(dlogits, probs, ints(targets, s.bt), dloss_scale, s);
+}
+export fn llmts_adamw_update(params: [*]f32, grads: [*]const f32, m: [*]f32, v: [*]f32, n: i64, decay: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, bc2_sqrt: f32, eps: f32, neg_step_size: f32, grad_scale: f32) callconv(.c) void {
+    const len = count64(n);
+    adamw.update(slice(params, len), constSlice(grads, len), slice(m, len), slice(v, len), .{
+        .decay = decay,
+        .beta1 = beta1,
+        .one_minus_beta1 = one_minus_beta1,
+        .beta2 = beta2,
+        .one_minus_beta2 = one_minus_beta2,
+        .bc2_sqrt = bc2_sqrt,
+        .eps = eps,
+        .neg_step_size = neg_step_size,
+        .grad_scale = grad_scale,
+    });
+}
+export fn llmts_grad_norm_squared(grads: [*]const f32, n: i64, out: *f64) callconv(.c) void {
+    out.* = adamw.gradNormSquared(constSlice(grads, count64(n)));
+}
+
 test {
     std.testing.refAllDecls(@This());
     _ = pool;
     _ = matmul;
+    _ = attention;
+    _ = encoder;
+    _ = layernorm;
+    _ = elementwise;
+    _ = gelu;
+    _ = vmath;
+    _ = softmax_xent;
+    _ = adamw;
 }

@@ -27,9 +27,23 @@ const symbols = {
   llmts_matmul_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_input: { args: [ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_weight: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
+  // ---- attention ----
+  llmts_attention_forward: { args: [ptr, ptr, ptr, i32, i32, i32, i32], returns: VOID },
+  llmts_attention_backward: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32], returns: VOID },
+  // ---- layers ----
+  llmts_encoder_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
+  llmts_encoder_backward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
+  llmts_layernorm_forward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
+  llmts_layernorm_backward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
+  llmts_residual_forward: { args: [ptr, ptr, ptr, i32], returns: VOID },
+  llmts_residual_backward: { args: [ptr, ptr, ptr, i32], returns: VOID },
+  llmts_gelu_forward: { args: [ptr, ptr, i32], returns: VOID },
+  llmts_gelu_backward: { args: [ptr, ptr, ptr, i32], returns: VOID },
+  llmts_softmax_xent_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
+  llmts_softmax_xent_backward: { args: [ptr, ptr, ptr, f32, i32, i32, i32], returns: VOID },
+  llmts_adamw_update: { args: [ptr, ptr, ptr, ptr, i64, f32, f32, f32, f32, f32, f32, f32, f32, f32], returns: VOID },
+  llmts_grad_norm_squared: { args: [ptr, i64, ptr], returns: VOID },
 } as const;
-void i64;
-void f32;
 
 export class KernelArgumentError extends Error {
   override name = "KernelArgumentError";
@@ -138,4 +152,193 @@ export function matmulBackwardWeight(dweight: Float32Array, dbias: Float32Array 
   checkF32(fn, "dweight", dweight, OC * C); checkF32(fn, "dout", dout, BT * OC); checkF32(fn, "inp", inp, BT * C);
   if (dbias !== null) checkF32(fn, "dbias", dbias, OC);
   lib().llmts_matmul_backward_weight(dweight, dbias, dout, inp, BT, C, OC);
+}
+
+// ---- attention ----
+function checkAttentionShape(fn: string, B: number, T: number, C: number, NH: number): void {
+  checkDim(fn, "B", B); checkDim(fn, "T", T); checkDim(fn, "C", C); checkDim(fn, "NH", NH);
+  if (C % NH !== 0) throw new KernelArgumentError(`${fn}: C (${C}) must be a multiple of NH (${NH})`);
+  checkElementCount(fn, B * T * 3 * C);
+  checkElementCount(fn, B * NH * T);
+}
+
+/**
+ * Causal multi-head attention. qkv (B,T,3C) holds per (b,t) the row [q | k | v], head h using
+ * channels [h·hs, (h+1)·hs) of each, hs = C/NH. Writes out (B,T,C) = softmax(q·kᵀ/√hs, causal)·v
+ * and lse (B,NH,T), the natural-log logsumexp of each row of scaled scores.
+ */
+export function attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
+  const fn = "attentionForward";
+  checkAttentionShape(fn, B, T, C, NH);
+  checkF32(fn, "out", out, B * T * C); checkF32(fn, "lse", lse, B * NH * T); checkF32(fn, "qkv", qkv, B * T * 3 * C);
+  lib().llmts_attention_forward(out, lse, qkv, B, T, C, NH);
+}
+
+/** dqkv (B,T,3C) = (overwritten with) the gradient w.r.t. qkv, given dout and the forward's out and lse. */
+export function attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
+  const fn = "attentionBackward";
+  checkAttentionShape(fn, B, T, C, NH);
+  checkF32(fn, "dqkv", dqkv, B * T * 3 * C); checkF32(fn, "dout", dout, B * T * C); checkF32(fn, "qkv", qkv, B * T * 3 * C);
+  checkF32(fn, "out", out, B * T * C); checkF32(fn, "lse", lse, B * NH * T);
+  lib().llmts_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+}
+
+// ---- layers ----
+function checkIds(fn: string, name: string, ids: Int32Array, limit: number, limitName: string): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (id < 0 || id >= limit) throw new KernelArgumentError(`${fn}: ${name}[${i}] = ${id} is outside [0, ${limitName}=${limit})`);
+  }
+}
+
+function checkEncoder(fn: string, B: number, T: number, C: number, Vp: number, maxT: number): void {
+  checkDim(fn, "B", B); checkDim(fn, "T", T); checkDim(fn, "C", C); checkDim(fn, "Vp", Vp); checkDim(fn, "maxT", maxT);
+  if (T > maxT) throw new KernelArgumentError(`${fn}: T (${T}) exceeds maxT (${maxT})`);
+  checkElementCount(fn, Math.max(B * T, Vp, maxT) * C);
+}
+
+/** out(B,T,C) = wte[inp[b,t]] + wpe[t]; wte is (Vp,C), wpe is (maxT,C). Every id must be in [0,Vp). */
+export function encoderForward(out: Float32Array, inp: Int32Array, wte: Float32Array, wpe: Float32Array, B: number, T: number, C: number, Vp: number, maxT: number): void {
+  const fn = "encoderForward";
+  checkEncoder(fn, B, T, C, Vp, maxT);
+  checkF32(fn, "out", out, B * T * C); checkI32(fn, "inp", inp, B * T);
+  checkF32(fn, "wte", wte, Vp * C); checkF32(fn, "wpe", wpe, maxT * C);
+  checkIds(fn, "inp", inp, Vp, "Vp");
+  lib().llmts_encoder_forward(out, inp, wte, wpe, B, T, C, Vp, maxT);
+}
+
+/** dwte[inp[b,t]] += dout[b,t], dwpe[t] += dout[b,t]; deterministic (additions in token order). */
+export function encoderBackward(dwte: Float32Array, dwpe: Float32Array, dout: Float32Array, inp: Int32Array, B: number, T: number, C: number, Vp: number, maxT: number): void {
+  const fn = "encoderBackward";
+  checkEncoder(fn, B, T, C, Vp, maxT);
+  checkF32(fn, "dwte", dwte, Vp * C); checkF32(fn, "dwpe", dwpe, maxT * C);
+  checkF32(fn, "dout", dout, B * T * C); checkI32(fn, "inp", inp, B * T);
+  checkIds(fn, "inp", inp, Vp, "Vp");
+  lib().llmts_encoder_backward(dwte, dwpe, dout, inp, B, T, C, Vp, maxT);
+}
+
+function checkRows(fn: string, N: number, C: number): void {
+  checkDim(fn, "N", N); checkDim(fn, "C", C);
+  checkElementCount(fn, N * C);
+}
+
+/** LayerNorm over the last dim (eps 1e-5, biased variance); saves mean(N) and rstd(N). */
+export function layernormForward(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array, N: number, C: number): void {
+  const fn = "layernormForward";
+  checkRows(fn, N, C);
+  checkF32(fn, "out", out, N * C); checkF32(fn, "mean", mean, N); checkF32(fn, "rstd", rstd, N);
+  checkF32(fn, "inp", inp, N * C); checkF32(fn, "weight", weight, C); checkF32(fn, "bias", bias, C);
+  lib().llmts_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+/** dinp += …, dweight += Σ dout·norm, dbias += Σ dout (row sums in a fixed order). */
+export function layernormBackward(dinp: Float32Array, dweight: Float32Array, dbias: Float32Array, dout: Float32Array, inp: Float32Array, weight: Float32Array, mean: Float32Array, rstd: Float32Array, N: number, C: number): void {
+  const fn = "layernormBackward";
+  checkRows(fn, N, C);
+  checkF32(fn, "dinp", dinp, N * C); checkF32(fn, "dweight", dweight, C); checkF32(fn, "dbias", dbias, C);
+  checkF32(fn, "dout", dout, N * C); checkF32(fn, "inp", inp, N * C); checkF32(fn, "weight", weight, C);
+  checkF32(fn, "mean", mean, N); checkF32(fn, "rstd", rstd, N);
+  lib().llmts_layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+/** out = a + b. */
+export function residualForward(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+  const fn = "residualForward";
+  checkDim(fn, "n", n);
+  checkF32(fn, "out", out, n); checkF32(fn, "a", a, n); checkF32(fn, "b", b, n);
+  lib().llmts_residual_forward(out, a, b, n);
+}
+
+/** da += dout, db += dout. */
+export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, n: number): void {
+  const fn = "residualBackward";
+  checkDim(fn, "n", n);
+  checkF32(fn, "da", da, n); checkF32(fn, "db", db, n); checkF32(fn, "dout", dout, n);
+  lib().llmts_residual_backward(da, db, dout, n);
+}
+
+/** out = GELU(inp), tanh approximation (GPT-2's gelu_new). */
+export function geluForward(out: Float32Array, inp: Float32Array, n: number): void {
+  const fn = "geluForward";
+  checkDim(fn, "n", n);
+  checkF32(fn, "out", out, n); checkF32(fn, "inp", inp, n);
+  lib().llmts_gelu_forward(out, inp, n);
+}
+
+/** dinp += GELU'(inp)·dout; finite for any finite inp. */
+export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, n: number): void {
+  const fn = "geluBackward";
+  checkDim(fn, "n", n);
+  checkF32(fn, "dinp", dinp, n); checkF32(fn, "inp", inp, n); checkF32(fn, "dout", dout, n);
+  lib().llmts_gelu_backward(dinp, inp, dout, n);
+}
+
+function checkVocab(fn: string, BT: number, V: number, Vp: number): void {
+  checkDim(fn, "BT", BT); checkDim(fn, "V", V); checkDim(fn, "Vp", Vp);
+  if (V > Vp) throw new KernelArgumentError(`${fn}: V (${V}) exceeds Vp (${Vp})`);
+  checkElementCount(fn, BT * Vp);
+}
+
+/** probs = softmax over the first V columns (padded columns get 0), losses[i] = -log probs[i, targets[i]]. */
+export function softmaxCrossEntropyForward(probs: Float32Array, losses: Float32Array, logits: Float32Array, targets: Int32Array, BT: number, V: number, Vp: number): void {
+  const fn = "softmaxCrossEntropyForward";
+  checkVocab(fn, BT, V, Vp);
+  checkF32(fn, "probs", probs, BT * Vp); checkF32(fn, "losses", losses, BT);
+  checkF32(fn, "logits", logits, BT * Vp); checkI32(fn, "targets", targets, BT);
+  checkIds(fn, "targets", targets, V, "V");
+  lib().llmts_softmax_xent_forward(probs, losses, logits, targets, BT, V, Vp);
+}
+
+/** dlogits = (probs - onehot(targets))·dlossScale on [0,V), 0 on [V,Vp). dlogits may be probs itself. */
+export function softmaxCrossEntropyBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dlossScale: number, BT: number, V: number, Vp: number): void {
+  const fn = "softmaxCrossEntropyBackward";
+  checkVocab(fn, BT, V, Vp);
+  checkF32(fn, "dlogits", dlogits, BT * Vp); checkF32(fn, "probs", probs, BT * Vp); checkI32(fn, "targets", targets, BT);
+  if (!Number.isFinite(dlossScale)) throw new KernelArgumentError(`${fn}: dlossScale must be finite, got ${dlossScale}`);
+  checkIds(fn, "targets", targets, V, "V");
+  lib().llmts_softmax_xent_backward(dlogits, probs, targets, dlossScale, BT, V, Vp);
+}
+
+function checkAdamHyper(fn: string, name: string, value: number, ok: boolean, rule: string): void {
+  if (typeof value !== "number" || !Number.isFinite(value) || !ok) throw new KernelArgumentError(`${fn}: ${name} must be ${rule}, got ${value}`);
+}
+
+/**
+ * One AdamW step with torch.optim.AdamW's semantics and operation order; step is 1-based. The
+ * scalar coefficients are computed here in float64, as Python computes them, and rounded to float32
+ * at the boundary, as PyTorch rounds them when applying them to float32 tensors.
+ */
+export function adamwUpdate(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number): void {
+  const fn = "adamwUpdate";
+  const n = params.length;
+  if (n < 1) throw new KernelArgumentError(`${fn}: params is empty`);
+  checkF32(fn, "params", params, n); checkF32(fn, "grads", grads, n); checkF32(fn, "m", m, n); checkF32(fn, "v", v, n);
+  checkAdamHyper(fn, "lr", lr, lr >= 0, "finite and ≥ 0");
+  checkAdamHyper(fn, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
+  checkAdamHyper(fn, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
+  checkAdamHyper(fn, "eps", eps, Math.fround(eps) > 0, "finite and > 0 in float32");
+  checkAdamHyper(fn, "weightDecay", weightDecay, weightDecay >= 0, "finite and ≥ 0");
+  checkAdamHyper(fn, "step", step, Number.isInteger(step) && step >= 1, "an integer ≥ 1");
+  checkAdamHyper(fn, "gradScale", gradScale, Number.isFinite(Math.fround(gradScale)), "finite in float32");
+  const c = adamwCoefficients(lr, beta1, beta2, weightDecay, step);
+  if (!(Math.fround(c.bc2Sqrt) > 0 && Number.isFinite(Math.fround(c.negStepSize)))) throw new KernelArgumentError(`${fn}: bias corrections vanish (beta1=${beta1}, beta2=${beta2}, step=${step})`);
+  lib().llmts_adamw_update(params, grads, m, v, n, c.decay, beta1, 1 - beta1, beta2, 1 - beta2, c.bc2Sqrt, eps, c.negStepSize, gradScale);
+}
+
+/** The float64 scalars of one AdamW step, as torch.optim.AdamW computes them in Python. */
+function adamwCoefficients(lr: number, beta1: number, beta2: number, weightDecay: number, step: number): { decay: number; bc2Sqrt: number; negStepSize: number } {
+  const bc1 = 1 - beta1 ** step;
+  const bc2 = 1 - beta2 ** step;
+  return { decay: 1 - lr * weightDecay, bc2Sqrt: Math.sqrt(bc2), negStepSize: -(lr / bc1) };
+}
+
+const normOut = new Float64Array(1);
+
+/** Σ grads², accumulated in float64 over a fixed partition (same result for any thread count). */
+export function gradNormSquared(grads: Float32Array): number {
+  const fn = "gradNormSquared";
+  if (!(grads instanceof Float32Array)) throw new KernelArgumentError(`${fn}: grads must be a Float32Array`);
+  if (grads.length < 1) throw new KernelArgumentError(`${fn}: grads is empty`);
+  lib().llmts_grad_norm_squared(grads, grads.length, normOut);
+  return normOut[0];
 }

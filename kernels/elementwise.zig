@@ -1,0 +1,91 @@
+//! The residual connection: out = a + b forward, and the gradient copied to both branches
+//! backward (da += dout, db += dout). Memory-bound: split into fixed chunks over the pool.
+const std = @import("std");
+const pool = @import("pool.zig");
+const assert = std.debug.assert;
+
+const lanes = 8;
+const V = @Vector(lanes, f32);
+/// Elements per task: 64 KiB per stream, large enough that the task hand-out is noise.
+pub const chunk_elements = 1 << 14;
+
+pub fn chunkCount(n: usize) usize {
+    return std.math.divCeil(usize, n, chunk_elements) catch unreachable;
+}
+
+pub fn chunkRange(n: usize, task_index: usize) struct { start: usize, end: usize } {
+    const start = task_index * chunk_elements;
+    assert(start < n);
+    return .{ .start = start, .end = @min(n, start + chunk_elements) };
+}
+
+fn load(s: []const f32, at: usize) V {
+    return s[at..][0..lanes].*;
+}
+
+const ForwardContext = struct {
+    out: []f32,
+    a: []const f32,
+    b: []const f32,
+    fn task(self: *const ForwardContext, task_index: usize) void {
+        const r = chunkRange(self.out.len, task_index);
+        var k = r.start;
+        while (k + lanes <= r.end) : (k += lanes) self.out[k..][0..lanes].* = load(self.a, k) + load(self.b, k);
+        while (k < r.end) : (k += 1) self.out[k] = self.a[k] + self.b[k];
+    }
+};
+
+pub fn residualForward(out: []f32, a: []const f32, b: []const f32) void {
+    assert(out.len > 0 and a.len == out.len and b.len == out.len);
+    const context = ForwardContext{ .out = out, .a = a, .b = b };
+    pool.parallelFor(ForwardContext, &context, chunkCount(out.len), ForwardContext.task);
+}
+
+const BackwardContext = struct {
+    da: []f32,
+    db: []f32,
+    dout: []const f32,
+    fn task(self: *const BackwardContext, task_index: usize) void {
+        const r = chunkRange(self.dout.len, task_index);
+        var k = r.start;
+        while (k + lanes <= r.end) : (k += lanes) {
+            const g = load(self.dout, k);
+            self.da[k..][0..lanes].* = load(self.da, k) + g;
+            self.db[k..][0..lanes].* = load(self.db, k) + g;
+        }
+        while (k < r.end) : (k += 1) {
+            self.da[k] += self.dout[k];
+            self.db[k] += self.dout[k];
+        }
+    }
+};
+
+pub fn residualBackward(da: []f32, db: []f32, dout: []const f32) void {
+    assert(dout.len > 0 and da.len == dout.len and db.len == dout.len);
+    const context = BackwardContext{ .da = da, .db = db, .dout = dout };
+    pool.parallelFor(BackwardContext, &context, chunkCount(dout.len), BackwardContext.task);
+}
+
+test "residual forward and backward on sizes around the chunk and vector widths" {
+    const gpa = std.testing.allocator;
+    try pool.init(2);
+    defer pool.deinit();
+    for ([_]usize{ 1, 7, 9, chunk_elements - 1, chunk_elements + 3, 3 * chunk_elements + 11 }) |n| {
+        const buf = try gpa.alloc(f32, 5 * n);
+        defer gpa.free(buf);
+        const out, const a, const b, const da, const db = .{ buf[0..n], buf[n .. 2 * n], buf[2 * n .. 3 * n], buf[3 * n .. 4 * n], buf[4 * n ..] };
+        for (0..n) |i| {
+            a[i] = @floatFromInt(i);
+            b[i] = 0.5 - @as(f32, @floatFromInt(i % 13));
+            da[i] = 1;
+            db[i] = -2;
+        }
+        residualForward(out, a, b);
+        for (0..n) |i| try std.testing.expectEqual(a[i] + b[i], out[i]);
+        residualBackward(da, db, out);
+        for (0..n) |i| {
+            try std.testing.expectEqual(1 + out[i], da[i]);
+            try std.testing.expectEqual(-2 + out[i], db[i]);
+        }
+    }
+}
