@@ -24,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
       `optimisation: B=${o.batch} T=${o.seq} accumulation ${run.accumulation} (${run.totalBatch} tokens/step), ${o.steps} steps, ` +
       `lr ${run.lr} ${o.schedule}${o.warmup ? ` warmup ${o.warmup}` : ""}, AdamW β=(${o.beta1}, ${o.beta2}) ε=${o.eps} wd=${o.weightDecay}, ` +
       `clip ${o.gradClip || "off"}, ${o.shuffle ? "shuffled" : "unshuffled"}, seed ${o.seed}, ${o.threads} threads\n` +
-      `output: ${run.log.path} (+ ${run.log.svgPath}), checkpoints in ${o.ckptDir}`,
+      `output: ${run.log.path} (+ ${run.log.svgPath}), checkpoints in ${o.ckptDir}; MFU against ${run.peak.gflops.toFixed(0)} GFLOP/s (${run.peak.source})`,
   );
 
   let stopRequests = 0;

@@ -31,21 +31,23 @@ export const MOBY_DICK_CACHE = join(REPO_ROOT, "data", "mobydick");
 export const PEAK_GFLOPS_PER_THREAD = 92;
 
 /**
- * The machine's FMA peak for the MFU figure: measured for ~100 ms with the matmul library's
- * microbenchmark when it has one (turbo clocks vary between machines and over time), else the
- * per-thread figure above.
+ * The machine's FMA peak for the MFU figure: the larger of the constant above and a ~100 ms
+ * measurement with the matmul library's microbenchmark when it has one (turbo clocks differ
+ * between machines; the max keeps a measurement taken while other processes compete from
+ * understating the peak).
  */
 export function peakGflops(threads: number): { gflops: number; source: string } {
+  const fallback = PEAK_GFLOPS_PER_THREAD * threads;
   const measure = (ffi as unknown as { fmaPeakGflops?: (threads: number, ms: number) => number }).fmaPeakGflops;
   if (typeof measure === "function") {
     try {
       const gflops = measure(threads, 100);
-      if (Number.isFinite(gflops) && gflops > 0) return { gflops, source: "measured" };
+      if (Number.isFinite(gflops) && gflops > fallback) return { gflops, source: "measured FMA peak" };
     } catch {
       // fall through to the constant
     }
   }
-  return { gflops: PEAK_GFLOPS_PER_THREAD * threads, source: `${PEAK_GFLOPS_PER_THREAD} GFLOP/s per thread` };
+  return { gflops: fallback, source: `${PEAK_GFLOPS_PER_THREAD} GFLOP/s per thread` };
 }
 
 export class TrainingFailed extends Error {
@@ -67,6 +69,8 @@ export interface Run {
   /** where this run's settings and weights came from, for the banner */
   origin: string;
   dataNote: string;
+  /** the denominator of MFU, GFLOP/s, and where it came from */
+  peak: { gflops: number; source: string };
 }
 
 export interface RunResult {
@@ -149,7 +153,8 @@ export function setupRun(given: Partial<TrainOptions>, progress: (message: strin
     origin = `fresh ${o.model} (seed ${o.seed})`;
   }
   const log = new RunLog(o.log ?? join(o.ckptDir, "log.jsonl"), resumed?.step ?? null);
-  return { options: o, lr, accumulation, totalBatch, model, optimizer, train, val, sampleRng, log, startStep: resumed?.step ?? 0, origin, dataNote: note };
+  const peak = o.peakGflops !== null ? { gflops: o.peakGflops, source: "--peak-gflops" } : peakGflops(o.threads);
+  return { options: o, lr, accumulation, totalBatch, model, optimizer, train, val, sampleRng, log, startStep: resumed?.step ?? 0, origin, dataNote: note, peak };
 }
 
 function resolveData(o: TrainOptions, progress: (message: string) => void): { trainFiles: string[]; valFiles: string[] | null; note: string } {
@@ -215,7 +220,7 @@ export async function trainLoop(run: Run, progress: Progress, shouldStop: () => 
   const { batch: B, seq: T } = o;
   const scheduleOptions = { ...o, lr: run.lr };
   const flopsPerStep = flopsPerToken(model.config, T) * run.totalBatch;
-  const peak = (o.peakGflops ?? peakGflops(o.threads).gflops) * 1e9;
+  const peak = run.peak.gflops * 1e9;
   let lastCheckpoint: string | null = null;
   let valLoss: number | null = null;
   let emaMs = 0;
