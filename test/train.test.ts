@@ -92,6 +92,8 @@ describe("flag validation", () => {
       [["--resume", "latest"], /--resume: no checkpoints/],
       [["--resume", join(dir, "nope.llmts")], /--resume: .* is not a file/],
       [["--init", join(dir, "nope.bin")], /--init: .* does not exist/],
+      [["--text", join(dir, "nope.txt")], /--text: .* does not exist/],
+      [["--train-data", join(dir, "nope_*.bin")], /--train-data: ".*nope_\*\.bin" matches no files/],
       [[...TINY, "--seq", "300"], /--seq: 300 exceeds the model's maximum sequence length \(256\)/],
       [[...TINY, "--total-batch", "48"], /--total-batch: 48 tokens is not a multiple of --batch × --seq = 2×16 = 32/],
       [[...TINY, "--warmup", "20", "--steps", "10"], /--warmup: 20 steps is more than --steps \(10\)/],

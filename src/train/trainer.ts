@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UsageError } from "../cli/flags.ts";
-import { DataError, TokenLoader } from "../data/loader.ts";
+import { DataError, expandFiles, TokenLoader } from "../data/loader.ts";
 import { prepareDataset, SUMMARY_FILE } from "../data/prepare.ts";
 import { decode, EOT_TOKEN } from "../data/tokenizer.ts";
 import * as ffi from "../ffi.ts";
@@ -109,6 +109,19 @@ export function setupRun(given: Partial<TrainOptions>, progress: (message: strin
   } else config = namedConfig(o.model ?? "d4");
   const { accumulation, totalBatch, lr } = checkOptions(o, config.maxT);
   if (resumed !== null && resumed.step >= o.steps) throw new UsageError(`--steps: the checkpoint is already at step ${resumed.step}; raise --steps to train further`);
+
+  // Paths and globs named by flags must exist / match.
+  if (o.text !== null && !existsSync(o.text)) throw new UsageError(`--text: ${o.text} does not exist`);
+  for (const [flag, patterns] of [["train-data", o.trainData], ["val-data", o.valData]] as const) {
+    for (const pattern of patterns ?? []) {
+      try {
+        expandFiles(pattern, flag);
+      } catch (error) {
+        if (error instanceof DataError) throw new UsageError(`--${flag}: "${pattern}" matches no files`);
+        throw error;
+      }
+    }
+  }
 
   // Fresh runs refuse to mix with an earlier run's checkpoints.
   if (resumed === null) {
