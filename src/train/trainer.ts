@@ -27,8 +27,12 @@ import { learningRate } from "./schedule.ts";
 const REPO_ROOT = resolve(import.meta.dir, "..", "..");
 export const MOBY_DICK_TEXT = join(REPO_ROOT, "node_modules", "@stdlib", "datasets-moby-dick", "data", "data.txt");
 export const MOBY_DICK_CACHE = join(REPO_ROOT, "data", "mobydick");
-/** Fallback FMA peak per thread (this machine, ANCHORS.md) when the library cannot measure it. */
-export const PEAK_GFLOPS_PER_THREAD = 92;
+/**
+ * FMA peak per thread assumed for MFU: the matmul library's fmaPeakGflops on this machine, idle,
+ * on 2026-11-28 (1 thread 133, 2 threads 265 GFLOP/s). ANCHORS.md's 92–96 is too low for the
+ * machine as it runs now: a d4 training step already sustains ~235 GFLOP/s end to end.
+ */
+export const PEAK_GFLOPS_PER_THREAD = 133;
 
 /**
  * The machine's FMA peak for the MFU figure: the larger of the constant above and a ~100 ms
