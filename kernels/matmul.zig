@@ -1,141 +1,241 @@
 //! Matmul for the three layouts of a linear layer, with llm.c's conventions (row-major):
-//!   forward      out(BT,OC)  = inp(BT,C) · W(OC,C)ᵀ + bias(OC)
-//!   input grad   dinp(BT,C) += dout(BT,OC) · W(OC,C)
-//!   weight grad  dW(OC,C)   += dout(BT,OC)ᵀ · inp(BT,C),   dbias(OC) += Σ_rows dout
-//! Baseline implementation: vectorised dot/axpy loops, parallel over output rows.
+//!   forward      out(BT,OC)  = inp(BT,C) · W(OC,C)ᵀ + bias(OC)          (NT)
+//!   input grad   dinp(BT,C) += dout(BT,OC) · W(OC,C)                    (NN)
+//!   weight grad  dW(OC,C)   += dout(BT,OC)ᵀ · inp(BT,C),   dbias(OC) += Σ_rows dout   (TN)
+//! All three go through the packed GEMM in gemm.zig, addressed by strides. Forward with few rows
+//! (the decode step of generation, BT ≤ small_rows_max) is memory-bound: it skips packing and
+//! streams W once, as dot-product tiles over rows of W split across threads.
+//! Every output element has one fixed reduction order, so results are bit-identical for repeated
+//! calls and for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const gemm = @import("gemm.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const lanes = gemm.lanes;
+const V = gemm.V;
 
-fn load(slice: []const f32, at: usize) V {
-    return slice[at..][0..lanes].*;
-}
-
-fn dot(a: []const f32, b: []const f32) f32 {
-    assert(a.len == b.len);
-    var acc: V = @splat(0);
-    var k: usize = 0;
-    while (k + lanes <= a.len) : (k += lanes) acc = @mulAdd(V, load(a, k), load(b, k), acc);
-    var sum = @reduce(.Add, acc);
-    while (k < a.len) : (k += 1) sum = @mulAdd(f32, a[k], b[k], sum);
-    return sum;
-}
-
-fn axpy(y: []f32, alpha: f32, x: []const f32) void {
-    assert(x.len == y.len);
-    const alpha_v: V = @splat(alpha);
-    var k: usize = 0;
-    while (k + lanes <= y.len) : (k += lanes) y[k..][0..lanes].* = @mulAdd(V, alpha_v, load(x, k), load(y, k));
-    while (k < y.len) : (k += 1) y[k] = @mulAdd(f32, alpha, x[k], y[k]);
-}
-
-const Shape = struct { bt: usize, c: usize, oc: usize };
-
-const ForwardContext = struct {
-    out: []f32,
-    inp: []const f32,
-    weight: []const f32,
-    bias: ?[]const f32,
-    shape: Shape,
-    fn task(self: *const ForwardContext, row: usize) void {
-        const s = self.shape;
-        const x = self.inp[row * s.c ..][0..s.c];
-        const y = self.out[row * s.oc ..][0..s.oc];
-        for (0..s.oc) |o| {
-            const b = if (self.bias) |bias| bias[o] else 0;
-            y[o] = b + dot(x, self.weight[o * s.c ..][0..s.c]);
-        }
-    }
-};
+/// Forward calls with at most this many rows take the unpacked, weight-streaming path.
+pub const small_rows_max = 16;
 
 pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(out.len == bt * oc and inp.len == bt * c and weight.len == oc * c);
     if (bias) |b| assert(b.len == oc);
-    const context = ForwardContext{ .out = out, .inp = inp, .weight = weight, .bias = bias, .shape = .{ .bt = bt, .c = c, .oc = oc } };
-    pool.parallelFor(ForwardContext, &context, bt, ForwardContext.task);
+    if (bt <= small_rows_max) return forwardSmall(out, inp, weight, bias, bt, c, oc);
+    const problem = gemm.Problem{
+        .m = bt,
+        .n = oc,
+        .k = c,
+        .a = .{ .ptr = inp.ptr, .row_stride = c, .k_stride = 1 },
+        .b = .{ .ptr = weight.ptr, .row_stride = c, .k_stride = 1 },
+        .c = out.ptr,
+        .ldc = oc,
+        .accumulate = false,
+        .bias = if (bias) |b| b.ptr else null,
+    };
+    gemm.run(&problem);
 }
-
-const InputGradContext = struct {
-    dinp: []f32,
-    dout: []const f32,
-    weight: []const f32,
-    shape: Shape,
-    fn task(self: *const InputGradContext, row: usize) void {
-        const s = self.shape;
-        const dx = self.dinp[row * s.c ..][0..s.c];
-        for (0..s.oc) |o| axpy(dx, self.dout[row * s.oc + o], self.weight[o * s.c ..][0..s.c]);
-    }
-};
 
 pub fn backwardInput(dinp: []f32, dout: []const f32, weight: []const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(dinp.len == bt * c and dout.len == bt * oc and weight.len == oc * c);
-    const context = InputGradContext{ .dinp = dinp, .dout = dout, .weight = weight, .shape = .{ .bt = bt, .c = c, .oc = oc } };
-    pool.parallelFor(InputGradContext, &context, bt, InputGradContext.task);
+    const problem = gemm.Problem{
+        .m = bt,
+        .n = c,
+        .k = oc,
+        .a = .{ .ptr = dout.ptr, .row_stride = oc, .k_stride = 1 },
+        .b = .{ .ptr = weight.ptr, .row_stride = 1, .k_stride = c },
+        .c = dinp.ptr,
+        .ldc = c,
+        .accumulate = true,
+    };
+    gemm.run(&problem);
 }
-
-const WeightGradContext = struct {
-    dweight: []f32,
-    dbias: ?[]f32,
-    dout: []const f32,
-    inp: []const f32,
-    shape: Shape,
-    fn task(self: *const WeightGradContext, o: usize) void {
-        const s = self.shape;
-        const dw = self.dweight[o * s.c ..][0..s.c];
-        var bias_sum: f32 = 0;
-        for (0..s.bt) |row| {
-            const g = self.dout[row * s.oc + o];
-            bias_sum += g;
-            axpy(dw, g, self.inp[row * s.c ..][0..s.c]);
-        }
-        if (self.dbias) |db| db[o] += bias_sum;
-    }
-};
 
 pub fn backwardWeight(dweight: []f32, dbias: ?[]f32, dout: []const f32, inp: []const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(dweight.len == oc * c and dout.len == bt * oc and inp.len == bt * c);
     if (dbias) |db| assert(db.len == oc);
-    const context = WeightGradContext{ .dweight = dweight, .dbias = dbias, .dout = dout, .inp = inp, .shape = .{ .bt = bt, .c = c, .oc = oc } };
-    pool.parallelFor(WeightGradContext, &context, oc, WeightGradContext.task);
-}
-
-fn referenceForward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
-    for (0..bt) |i| for (0..oc) |o| {
-        var sum: f64 = if (bias) |b| b[o] else 0;
-        for (0..c) |k| sum += @as(f64, inp[i * c + k]) * weight[o * c + k];
-        out[i * oc + o] = @floatCast(sum);
+    const problem = gemm.Problem{
+        .m = oc,
+        .n = c,
+        .k = bt,
+        .a = .{ .ptr = dout.ptr, .row_stride = 1, .k_stride = oc },
+        .b = .{ .ptr = inp.ptr, .row_stride = 1, .k_stride = c },
+        .c = dweight.ptr,
+        .ldc = c,
+        .accumulate = true,
     };
+    gemm.run(&problem);
+    if (dbias) |db| biasGrad(db, dout, bt, oc);
 }
 
-test "forward matches a float64 reference on odd shapes" {
+// ---- bias grad: column sums of dout, split over columns, rows summed in order ----
+
+const bias_columns_per_task = 256;
+
+const BiasGradContext = struct {
+    dbias: []f32,
+    dout: []const f32,
+    bt: usize,
+    oc: usize,
+    fn task(self: *const BiasGradContext, index: usize) void {
+        const first = index * bias_columns_per_task;
+        const last = @min(self.oc, first + bias_columns_per_task);
+        var o = first;
+        while (o + lanes <= last) : (o += lanes) {
+            var sum: V = @splat(0);
+            for (0..self.bt) |row| sum += self.dout[row * self.oc + o ..][0..lanes].*;
+            self.dbias[o..][0..lanes].* = @as(V, self.dbias[o..][0..lanes].*) + sum;
+        }
+        while (o < last) : (o += 1) {
+            var sum: f32 = 0;
+            for (0..self.bt) |row| sum += self.dout[row * self.oc + o];
+            self.dbias[o] += sum;
+        }
+    }
+};
+
+fn biasGrad(dbias: []f32, dout: []const f32, bt: usize, oc: usize) void {
+    const context = BiasGradContext{ .dbias = dbias, .dout = dout, .bt = bt, .oc = oc };
+    pool.parallelFor(BiasGradContext, &context, std.math.divCeil(usize, oc, bias_columns_per_task) catch unreachable, BiasGradContext.task);
+}
+
+// ---- forward with few rows: stream W once, rows of W split across threads ----
+
+const weight_rows_per_task = 32;
+const tile_weight_rows = 4;
+
+const SmallForwardContext = struct {
+    out: []f32,
+    inp: []const f32,
+    weight: []const f32,
+    bias: ?[]const f32,
+    bt: usize,
+    c: usize,
+    oc: usize,
+    fn task(self: *const SmallForwardContext, index: usize) void {
+        const first = index * weight_rows_per_task;
+        const last = @min(self.oc, first + weight_rows_per_task);
+        var o = first;
+        while (o + tile_weight_rows <= last) : (o += tile_weight_rows) self.tile(tile_weight_rows, o);
+        while (o < last) : (o += 1) self.tile(1, o);
+    }
+
+    /// Every input row against `rn` rows of W: the W rows are read from memory once and reused
+    /// from L1 for each input row (two at a time: 2 + rn loads feed 2·rn FMAs). Vector partial sums
+    /// are reduced once, after the k loop.
+    fn tile(self: *const SmallForwardContext, comptime rn: usize, o0: usize) void {
+        var row: usize = 0;
+        while (row + 2 <= self.bt) : (row += 2) self.dots(2, rn, row, o0);
+        if (row < self.bt) self.dots(1, rn, row, o0);
+    }
+
+    inline fn dots(self: *const SmallForwardContext, comptime rm: usize, comptime rn: usize, row0: usize, o0: usize) void {
+        const c = self.c;
+        var acc: [rm][rn]V = @splat(@splat(@splat(0)));
+        var k: usize = 0;
+        while (k + lanes <= c) : (k += lanes) {
+            var w: [rn]V = undefined;
+            inline for (0..rn) |j| w[j] = self.weight[(o0 + j) * c + k ..][0..lanes].*;
+            inline for (0..rm) |i| {
+                const xv: V = self.inp[(row0 + i) * c + k ..][0..lanes].*;
+                inline for (0..rn) |j| acc[i][j] = @mulAdd(V, xv, w[j], acc[i][j]);
+            }
+        }
+        inline for (0..rm) |i| inline for (0..rn) |j| {
+            var sum = @reduce(.Add, acc[i][j]);
+            for (k..c) |kk| sum = @mulAdd(f32, self.inp[(row0 + i) * c + kk], self.weight[(o0 + j) * c + kk], sum);
+            const b = if (self.bias) |bias| bias[o0 + j] else 0;
+            self.out[(row0 + i) * self.oc + o0 + j] = b + sum;
+        };
+    }
+};
+
+fn forwardSmall(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
+    const context = SmallForwardContext{ .out = out, .inp = inp, .weight = weight, .bias = bias, .bt = bt, .c = c, .oc = oc };
+    pool.parallelFor(SmallForwardContext, &context, std.math.divCeil(usize, oc, weight_rows_per_task) catch unreachable, SmallForwardContext.task);
+}
+
+// ---- tests ----
+
+const Layout = enum { forward, input, weight };
+
+fn checkLayout(layout: Layout, bt: usize, c: usize, oc: usize) !void {
     const gpa = std.testing.allocator;
-    var prng = std.Random.DefaultPrng.init(1);
+    var prng = std.Random.DefaultPrng.init(bt * 7919 + c * 31 + oc);
     const random = prng.random();
+    const x = try gpa.alloc(f32, bt * c); // inp or dinp
+    defer gpa.free(x);
+    const w = try gpa.alloc(f32, oc * c); // weight or dweight
+    defer gpa.free(w);
+    const y = try gpa.alloc(f32, bt * oc); // out or dout
+    defer gpa.free(y);
+    const bias = try gpa.alloc(f32, oc);
+    defer gpa.free(bias);
+    for (x) |*v| v.* = random.floatNorm(f32);
+    for (w) |*v| v.* = random.floatNorm(f32);
+    for (y) |*v| v.* = random.floatNorm(f32);
+    for (bias) |*v| v.* = random.floatNorm(f32);
+    const want = try gpa.alloc(f64, @max(bt * oc, bt * c, oc * c));
+    defer gpa.free(want);
+    const want_bias = try gpa.alloc(f64, oc);
+    defer gpa.free(want_bias);
+    var terms: usize = 0;
+    switch (layout) {
+        .forward => {
+            for (0..bt) |i| for (0..oc) |o| {
+                var sum: f64 = bias[o];
+                for (0..c) |k| sum += @as(f64, x[i * c + k]) * w[o * c + k];
+                want[i * oc + o] = sum;
+            };
+            forward(y, x, w, bias, bt, c, oc);
+            terms = c;
+        },
+        .input => {
+            for (0..bt) |i| for (0..c) |k| {
+                var sum: f64 = x[i * c + k];
+                for (0..oc) |o| sum += @as(f64, y[i * oc + o]) * w[o * c + k];
+                want[i * c + k] = sum;
+            };
+            backwardInput(x, y, w, bt, c, oc);
+            terms = oc;
+        },
+        .weight => {
+            for (0..oc) |o| {
+                for (0..c) |k| {
+                    var sum: f64 = w[o * c + k];
+                    for (0..bt) |i| sum += @as(f64, y[i * oc + o]) * x[i * c + k];
+                    want[o * c + k] = sum;
+                }
+                var sum: f64 = bias[o];
+                for (0..bt) |i| sum += y[i * oc + o];
+                want_bias[o] = sum;
+            }
+            backwardWeight(w, bias, y, x, bt, c, oc);
+            terms = bt;
+        },
+    }
+    const got: []const f32 = switch (layout) {
+        .forward => y,
+        .input => x,
+        .weight => w,
+    };
+    // N(0,1) products: a float32 sum of `terms` of them errs far below 1e-5·(terms+2)·4; a wrong
+    // or missing term is of order 1.
+    const tolerance = 1e-5 * @as(f64, @floatFromInt(terms + 2)) * 4;
+    for (got, want[0..got.len]) |g, e| try std.testing.expectApproxEqAbs(e, @as(f64, g), tolerance);
+    if (layout == .weight) for (bias, want_bias) |g, e| try std.testing.expectApproxEqAbs(e, @as(f64, g), tolerance);
+}
+
+test "each layout matches a float64 reference on odd shapes, small-row path included" {
     try pool.init(2);
     defer pool.deinit();
-    for ([_][3]usize{ .{ 1, 1, 1 }, .{ 7, 9, 5 }, .{ 65, 33, 17 }, .{ 3, 129, 70 } }) |dims| {
-        const bt, const c, const oc = dims;
-        const inp = try gpa.alloc(f32, bt * c);
-        defer gpa.free(inp);
-        const weight = try gpa.alloc(f32, oc * c);
-        defer gpa.free(weight);
-        const bias = try gpa.alloc(f32, oc);
-        defer gpa.free(bias);
-        const out = try gpa.alloc(f32, bt * oc);
-        defer gpa.free(out);
-        const expected = try gpa.alloc(f32, bt * oc);
-        defer gpa.free(expected);
-        for (inp) |*x| x.* = random.floatNorm(f32);
-        for (weight) |*x| x.* = random.floatNorm(f32);
-        for (bias) |*x| x.* = random.floatNorm(f32);
-        forward(out, inp, weight, bias, bt, c, oc);
-        referenceForward(expected, inp, weight, bias, bt, c, oc);
-        for (out, expected) |got, want| try std.testing.expectApproxEqAbs(want, got, 1e-4 * @sqrt(@as(f32, @floatFromInt(c))) * 4);
-    }
+    const shapes = [_][3]usize{ .{ 1, 1, 1 }, .{ 1, 9, 5 }, .{ 3, 17, 37 }, .{ small_rows_max, 33, 70 }, .{ small_rows_max + 1, 33, 70 }, .{ 5, 300, 9 }, .{ 7, 9, 5 }, .{ 65, 33, 17 }, .{ 3, 129, 70 }, .{ 31, 300, 45 } };
+    for (shapes) |s| for ([_]Layout{ .forward, .input, .weight }) |layout| try checkLayout(layout, s[0], s[1], s[2]);
+}
+
+test {
+    _ = gemm;
 }

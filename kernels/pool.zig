@@ -1,7 +1,8 @@
 //! A persistent worker pool: threads are spawned once by `init` and then serve every kernel call
 //! as a parallel-for. Work is handed out by an atomic counter over task indices, so a slow core
-//! never holds the others up; the calling thread works too. Idle workers spin briefly (a kernel
-//! call usually follows within microseconds) and then sleep on a futex.
+//! never holds the others up; the calling thread works too, and waits only for tasks that were
+//! claimed (on a busy machine a worker may wake after the caller has done everything). Idle
+//! workers spin briefly (a kernel call usually follows within microseconds), then sleep on a futex.
 //!
 //! Determinism: a kernel must make each task write its own outputs and fix its reduction order
 //! independently of which thread runs it. Then results do not depend on scheduling.
@@ -14,19 +15,24 @@ const spin_iterations_before_sleep = 1 << 16;
 
 pub const TaskFn = *const fn (context: *const anyopaque, task_index: usize) void;
 
-const Job = struct {
-    task: TaskFn,
-    context: *const anyopaque,
-    task_count: usize,
+/// A job, published in one of two slots (alternating by generation) so that a worker that wakes
+/// late, holding the previous generation, never reads a slot being rewritten for the next one.
+const Slot = struct {
+    task: std.atomic.Value(usize) = .init(0),
+    context: std.atomic.Value(usize) = .init(0),
+    task_count: std.atomic.Value(usize) = .init(0),
 };
 
 var workers: [max_threads]std.Thread = undefined;
 var thread_count: usize = 1; // workers + the calling thread
-var job: Job = undefined;
+var slots: [2]Slot = .{ .{}, .{} };
 // Bumped once per job; workers sleep on it. 32 bits because the futex word is a u32.
 var generation = std.atomic.Value(u32).init(0);
-var next_task = std.atomic.Value(usize).init(0);
-var workers_busy = std.atomic.Value(usize).init(0);
+// (generation << 32) | next task index. Claiming a task is a compare-and-swap on the whole word,
+// so a claim only succeeds for the job that is current, whatever a slow worker believes.
+var claim = std.atomic.Value(u64).init(0);
+var tasks_done = std.atomic.Value(usize).init(0);
+var sleepers = std.atomic.Value(u32).init(0);
 var shutting_down = std.atomic.Value(bool).init(false);
 var in_job: bool = false;
 
@@ -55,8 +61,8 @@ pub fn init(count: usize) !void {
 /// Stops and joins the workers; the pool then runs everything on the calling thread.
 pub fn deinit() void {
     if (thread_count <= 1) return;
-    shutting_down.store(true, .release);
-    _ = generation.fetchAdd(1, .acq_rel);
+    shutting_down.store(true, .seq_cst);
+    _ = generation.fetchAdd(1, .seq_cst);
     _ = linux.futex_3arg(&generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
     for (workers[0 .. thread_count - 1]) |worker| worker.join();
     thread_count = 1;
@@ -71,38 +77,61 @@ pub fn parallelFor(comptime Context: type, context: *const Context, task_count: 
             task(@ptrCast(@alignCast(raw)), task_index);
         }
     };
-    run(.{ .task = Trampoline.call, .context = context, .task_count = task_count });
+    run(Trampoline.call, context, task_count);
 }
 
-fn run(new_job: Job) void {
-    if (new_job.task_count == 0) return;
-    if (thread_count == 1 or new_job.task_count == 1) {
-        for (0..new_job.task_count) |i| new_job.task(new_job.context, i);
+fn run(task: TaskFn, context: *const anyopaque, task_count: usize) void {
+    if (task_count == 0) return;
+    if (thread_count == 1 or task_count == 1) {
+        for (0..task_count) |i| task(context, i);
         return;
     }
+    assert(task_count < 1 << 32);
     assert(!in_job);
     in_job = true;
     defer in_job = false;
 
-    job = new_job;
-    next_task.store(0, .monotonic);
-    workers_busy.store(thread_count - 1, .monotonic);
-    // The release on `generation` publishes `job` and the counters to the workers.
-    _ = generation.fetchAdd(1, .release);
-    _ = linux.futex_3arg(&generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
+    const gen = generation.load(.monotonic) +% 1;
+    const slot = &slots[gen & 1];
+    slot.task.store(@intFromPtr(task), .monotonic);
+    slot.context.store(@intFromPtr(context), .monotonic);
+    slot.task_count.store(task_count, .monotonic);
+    tasks_done.store(0, .monotonic);
+    // The release publishes the slot; from here on tasks of this generation can be claimed.
+    claim.store(@as(u64, gen) << 32, .release);
+    generation.store(gen, .seq_cst);
+    if (sleepers.load(.seq_cst) > 0) {
+        _ = linux.futex_3arg(&generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
+    }
 
-    workOnJob();
+    workOn(gen);
+    // Wait for tasks that were claimed, not for workers to show up: a worker the OS has not
+    // scheduled yet simply finds nothing left to claim.
     var spins: usize = 0;
-    while (workers_busy.load(.acquire) != 0) : (spins += 1) {
+    while (tasks_done.load(.acquire) != task_count) : (spins += 1) {
         if (spins < spin_iterations_before_sleep) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
     }
 }
 
-fn workOnJob() void {
+fn workOn(gen: u32) void {
+    var current = claim.load(.acquire);
+    if (current >> 32 != gen) return;
+    const slot = &slots[gen & 1];
+    const task: TaskFn = @ptrFromInt(slot.task.load(.acquire));
+    const context: *const anyopaque = @ptrFromInt(slot.context.load(.acquire));
+    const task_count = slot.task_count.load(.acquire);
     while (true) {
-        const index = next_task.fetchAdd(1, .monotonic);
-        if (index >= job.task_count) return;
-        job.task(job.context, index);
+        if (current >> 32 != gen) return;
+        const index: usize = @intCast(current & 0xffff_ffff);
+        if (index >= task_count) return;
+        if (claim.cmpxchgWeak(current, current + 1, .acq_rel, .acquire)) |actual| {
+            current = actual;
+            continue;
+        }
+        // The claim succeeded while this generation was current, so the slot was still valid.
+        task(context, index);
+        _ = tasks_done.fetchAdd(1, .release);
+        current = claim.load(.acquire);
     }
 }
 
@@ -111,8 +140,7 @@ fn workerMain(start_generation: u32) void {
     while (true) {
         seen = waitForGeneration(seen);
         if (shutting_down.load(.acquire)) return;
-        workOnJob();
-        _ = workers_busy.fetchSub(1, .release);
+        workOn(seen);
     }
 }
 
@@ -124,7 +152,9 @@ fn waitForGeneration(seen: u32) u32 {
         if (spins < spin_iterations_before_sleep) {
             std.atomic.spinLoopHint();
         } else {
+            _ = sleepers.fetchAdd(1, .seq_cst);
             _ = linux.futex_4arg(&generation.raw, .{ .cmd = .WAIT, .private = true }, seen, null);
+            _ = sleepers.fetchSub(1, .seq_cst);
         }
     }
 }
@@ -162,4 +192,26 @@ test "pool handles zero and one task, and re-initialisation" {
     }
     deinit();
     try std.testing.expectEqual(@as(u32, 32), counter.load(.monotonic));
+}
+
+test "a parallel-for right after another never runs a stale job" {
+    try init(2);
+    defer deinit();
+    const Context = struct {
+        sums: []std.atomic.Value(u64),
+        id: u64,
+        fn visit(self: *const @This(), index: usize) void {
+            _ = self.sums[index].fetchAdd(self.id, .monotonic);
+        }
+    };
+    var sums: [3]std.atomic.Value(u64) = undefined;
+    for (&sums) |*x| x.* = std.atomic.Value(u64).init(0);
+    var expected: u64 = 0;
+    for (1..2001) |id| {
+        const context = Context{ .sums = &sums, .id = id };
+        parallelFor(Context, &context, 2 + id % 2, Context.visit);
+        expected += id;
+    }
+    try std.testing.expectEqual(expected, sums[0].load(.monotonic));
+    try std.testing.expectEqual(expected, sums[1].load(.monotonic));
 }

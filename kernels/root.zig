@@ -11,6 +11,8 @@ const gelu = @import("gelu.zig");
 const vmath = @import("vmath.zig");
 const softmax_xent = @import("softmax_xent.zig");
 const adamw = @import("adamw.zig");
+const gemm = @import("gemm.zig");
+const peak = @import("peak.zig");
 
 fn slice(ptr: [*]f32, len: usize) []f32 {
     return ptr[0..len];
@@ -121,8 +123,27 @@ export fn llmts_grad_norm_squared(grads: [*]const f32, n: i64, out: *f64) callco
     out.* = adamw.gradNormSquared(constSlice(grads, count64(n)));
 }
 
+// ---- peak ----
+/// FMA GFLOP/s of `threads` threads running `width`-lane FMA chains (8, or 16 where AVX-512
+/// exists) for about `ms` milliseconds; -1 for an unsupported width or thread count. The pool is
+/// restored to its previous size afterwards.
+export fn llmts_fma_peak_gflops(threads: i32, ms: i32, width: i32) callconv(.c) f64 {
+    if (threads < 1 or threads > pool.max_threads or ms < 1) return -1;
+    if (width != 8 and width != peak.max_width) return -1;
+    const previous = pool.threads();
+    if (previous != threads) pool.init(@intCast(threads)) catch return -1;
+    defer if (previous != threads) pool.init(previous) catch {};
+    return if (width == 16) peak.measure(16, @intCast(ms)) else peak.measure(8, @intCast(ms));
+}
+/// f32 lanes per vector register the matmul kernels were built for (8 = AVX2, 16 = AVX-512).
+export fn llmts_matmul_lanes() callconv(.c) i32 {
+    return gemm.lanes;
+}
+
 test {
     std.testing.refAllDecls(@This());
+    _ = peak;
+    _ = gemm;
     _ = pool;
     _ = matmul;
     _ = attention;

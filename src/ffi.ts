@@ -43,6 +43,9 @@ const symbols = {
   llmts_softmax_xent_backward: { args: [ptr, ptr, ptr, f32, i32, i32, i32], returns: VOID },
   llmts_adamw_update: { args: [ptr, ptr, ptr, ptr, i64, f32, f32, f32, f32, f32, f32, f32, f32, f32], returns: VOID },
   llmts_grad_norm_squared: { args: [ptr, i64, ptr], returns: VOID },
+  llmts_matmul_lanes: { args: [], returns: i32 },
+  // ---- peak ----
+  llmts_fma_peak_gflops: { args: [i32, i32, i32], returns: FFIType.f64 },
 } as const;
 
 export class KernelArgumentError extends Error {
@@ -152,6 +155,11 @@ export function matmulBackwardWeight(dweight: Float32Array, dbias: Float32Array 
   checkF32(fn, "dweight", dweight, OC * C); checkF32(fn, "dout", dout, BT * OC); checkF32(fn, "inp", inp, BT * C);
   if (dbias !== null) checkF32(fn, "dbias", dbias, OC);
   lib().llmts_matmul_backward_weight(dweight, dbias, dout, inp, BT, C, OC);
+}
+
+/** f32 lanes per vector register the matmul kernels were compiled for (8 = AVX2, 16 = AVX-512). */
+export function matmulLanes(): number {
+  return lib().llmts_matmul_lanes();
 }
 
 // ---- attention ----
@@ -341,4 +349,20 @@ export function gradNormSquared(grads: Float32Array): number {
   if (grads.length < 1) throw new KernelArgumentError(`${fn}: grads is empty`);
   lib().llmts_grad_norm_squared(grads, grads.length, normOut);
   return normOut[0];
+}
+
+// ---- peak ----
+/**
+ * Measured FMA throughput in GFLOP/s of `threads` threads, each running 12 independent chains of
+ * `width`-lane FMAs for about `ms` milliseconds (the pool is restored afterwards). `width` is 8
+ * (AVX2) or, where the kernels were built with AVX-512, 16.
+ */
+export function fmaPeakGflops(threads: number, ms: number, width = 8): number {
+  const fn = "fmaPeakGflops";
+  checkDim(fn, "threads", threads); checkDim(fn, "ms", ms);
+  if (threads > 64) throw new KernelArgumentError(`${fn}: threads must be at most 64, got ${threads}`);
+  if (width !== 8 && width !== 16) throw new KernelArgumentError(`${fn}: width must be 8 or 16, got ${width}`);
+  const gflops = lib().llmts_fma_peak_gflops(threads, ms, width);
+  if (gflops < 0) throw new KernelArgumentError(`${fn}: width ${width} is not supported by this build`);
+  return gflops;
 }

@@ -35,6 +35,9 @@ function refForward(inp: Float32Array, w: Float32Array, bias: Float32Array | nul
 
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1], [1, 7, 1], [7, 1, 9], [3, 5, 7], [65, 33, 17], [129, 65, 7], [2, 769, 65], [17, 768, 129], [64, 96, 200], [257, 128, 48],
+  // Past one K block (192–256) and one M sub-block, ragged everywhere; BT 16 and 17 straddle the
+  // forward path's switch from streaming dot products to the packed GEMM.
+  [5, 300, 37], [16, 300, 37], [17, 300, 37], [37, 1025, 45], [199, 519, 67],
 ];
 
 describe("matmul forward", () => {
@@ -87,7 +90,7 @@ describe("matmul weight grad", () => {
 });
 
 describe("matmul determinism and threads", () => {
-  test("repeated calls give bit-identical results, and 1 thread agrees with the bound too", () => {
+  test("repeated calls and 1 vs N threads give bit-identical results, within the bound", () => {
     const [BT, C, OC] = [97, 200, 131];
     const inp = randomF32(BT * C, 11), w = randomF32(OC * C, 12), bias = randomF32(OC, 13), dout = randomF32(BT * OC, 14);
     const run = () => {
@@ -108,6 +111,8 @@ describe("matmul determinism and threads", () => {
       const want = refForward(inp, w, bias, BT, C, OC);
       const absSum = refForward(abs(inp), abs(w), abs(bias), BT, C, OC);
       expectWithinBound(single[0], want, absSum, C + 1, "forward, 1 thread");
+      // Tiles are split across threads, never the reduction: any thread count gives the same bits.
+      for (let j = 0; j < first.length; j++) expect(Buffer.from(single[j].buffer).equals(Buffer.from(first[j].buffer))).toBe(true);
     } finally {
       setThreads(defaultThreadCount());
     }
