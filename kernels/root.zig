@@ -13,6 +13,7 @@ const softmax_xent = @import("softmax_xent.zig");
 const adamw = @import("adamw.zig");
 const gemm = @import("gemm.zig");
 const peak = @import("peak.zig");
+const decode = @import("decode.zig");
 
 fn slice(ptr: [*]f32, len: usize) []f32 {
     return ptr[0..len];
@@ -140,6 +141,24 @@ export fn llmts_matmul_lanes() callconv(.c) i32 {
     return gemm.lanes;
 }
 
+// ---- decode ----
+export fn llmts_decode_matvec(out: [*]f32, inp: [*]const f32, weight: [*]const f32, bias: ?[*]const f32, c: i32, oc: i32) callconv(.c) void {
+    const C, const OC = .{ dim(c), dim(oc) };
+    decode.matvec(slice(out, OC), constSlice(inp, C), constSlice(weight, OC * C), if (bias) |b| constSlice(b, OC) else null, C, OC);
+}
+/// pos0 may be 0 (the first row of a prompt), so it is checked separately from the dimensions.
+export fn llmts_decode_attention(out: [*]f32, qkv: [*]const f32, k_cache: [*]f32, v_cache: [*]f32, pos0: i32, n: i32, c: i32, nh: i32, max_t: i32) callconv(.c) void {
+    std.debug.assert(pos0 >= 0);
+    const shape = decode.AttentionShape{ .pos0 = @intCast(pos0), .n = dim(n), .c = dim(c), .nh = dim(nh), .max_t = dim(max_t) };
+    const N, const C, const MT = .{ shape.n, shape.c, shape.max_t };
+    decode.attention(slice(out, N * C), constSlice(qkv, N * 3 * C), slice(k_cache, MT * C), slice(v_cache, MT * C), shape);
+}
+export fn llmts_copy(dst: [*]f32, src: [*]const f32, n: i64) callconv(.c) void {
+    std.debug.assert(n > 0);
+    const len: usize = @intCast(n);
+    decode.copy(slice(dst, len), constSlice(src, len));
+}
+
 test {
     std.testing.refAllDecls(@This());
     _ = peak;
@@ -154,4 +173,5 @@ test {
     _ = vmath;
     _ = softmax_xent;
     _ = adamw;
+    _ = decode;
 }

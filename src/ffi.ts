@@ -46,6 +46,10 @@ const symbols = {
   llmts_matmul_lanes: { args: [], returns: i32 },
   // ---- peak ----
   llmts_fma_peak_gflops: { args: [i32, i32, i32], returns: FFIType.f64 },
+  // ---- decode ----
+  llmts_decode_matvec: { args: [ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
+  llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
+  llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
 } as const;
 
 export class KernelArgumentError extends Error {
@@ -365,4 +369,46 @@ export function fmaPeakGflops(threads: number, ms: number, width = 8): number {
   const gflops = lib().llmts_fma_peak_gflops(threads, ms, width);
   if (gflops < 0) throw new KernelArgumentError(`${fn}: width ${width} is not supported by this build`);
   return gflops;
+}
+
+// ---- decode ----
+/** out(OC) = weight(OC,C) · inp(C) + bias(OC): one row's linear layer, streaming the weight once. */
+export function decodeMatvec(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null, C: number, OC: number): void {
+  const fn = "decodeMatvec";
+  checkDim(fn, "C", C); checkDim(fn, "OC", OC);
+  checkElementCount(fn, C * OC);
+  checkF32(fn, "out", out, OC); checkF32(fn, "inp", inp, C); checkF32(fn, "weight", weight, OC * C);
+  if (bias !== null) checkF32(fn, "bias", bias, OC);
+  lib().llmts_decode_matvec(out, inp, weight, bias, C, OC);
+}
+
+/** Limits of kernels/decode.zig's attention (stack buffers and its partial-results scratch). */
+export const DECODE_ATTENTION_LIMITS = { maxHeadSize: 256, maxHeads: 64, maxChannels: 4096, keyBlock: 64, scratchFloats: 1 << 22 } as const;
+
+/**
+ * Stores the keys and values of n new rows (qkv(n,3C), row = [q|k|v]) at cache positions
+ * pos0..pos0+n-1 of kCache/vCache (maxT,C), then out(n,C) = causal attention of each row's query
+ * over cache positions 0..pos0+i, all NH heads.
+ */
+export function decodeAttention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, pos0: number, n: number, C: number, NH: number, maxT: number): void {
+  const fn = "decodeAttention";
+  checkDim(fn, "n", n); checkDim(fn, "C", C); checkDim(fn, "NH", NH); checkDim(fn, "maxT", maxT);
+  if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + n > maxT) throw new KernelArgumentError(`${fn}: rows ${pos0}..${pos0 + n - 1} do not fit a cache of ${maxT} positions`);
+  const limits = DECODE_ATTENTION_LIMITS;
+  if (C % NH !== 0 || C / NH > limits.maxHeadSize || NH > limits.maxHeads || C > limits.maxChannels) {
+    throw new KernelArgumentError(`${fn}: C (${C}) must split into NH (${NH} ≤ ${limits.maxHeads}) heads of at most ${limits.maxHeadSize}, C ≤ ${limits.maxChannels}`);
+  }
+  if (Math.ceil((pos0 + n) / limits.keyBlock) * (C + 2 * NH) > limits.scratchFloats) throw new KernelArgumentError(`${fn}: context ${pos0 + n} is too long for C = ${C}`);
+  checkElementCount(fn, maxT * C);
+  checkF32(fn, "out", out, n * C); checkF32(fn, "qkv", qkv, n * 3 * C);
+  checkF32(fn, "kCache", kCache, maxT * C); checkF32(fn, "vCache", vCache, maxT * C);
+  lib().llmts_decode_attention(out, qkv, kCache, vCache, pos0, n, C, NH, maxT);
+}
+
+/** dst = src with all threads (the bandwidth yardstick of bench/generate.ts). */
+export function parallelCopy(dst: Float32Array, src: Float32Array): void {
+  const fn = "parallelCopy";
+  checkDim(fn, "n", src.length);
+  checkF32(fn, "dst", dst, src.length);
+  lib().llmts_copy(dst, src, src.length);
 }

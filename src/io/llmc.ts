@@ -73,13 +73,19 @@ export function readLlmcCheckpoint(path: string): LoadedWeights {
 /** Throws naming the tensor and index of the first NaN or Inf. */
 export function checkFinite(params: Float32Array, config: GPT2Config, path: string): void {
   const layout = parameterLayout(config);
+  // The scan keeps no closure over the loop variable: one capturing `i` made the engine allocate a
+  // scope per iteration (+1 GB RSS and seconds on a 124M-parameter model).
+  let bad = -1;
   for (let i = 0; i < params.length; i++) {
     const x = params[i];
     if (x - x !== 0) {
-      const name = PARAMETER_NAMES.findLast((n) => layout.offsets[n] <= i) ?? "wte";
-      throw new CheckpointError(`${path}: tensor ${name} has a non-finite value (${x}) at element ${i - layout.offsets[name]}`);
+      bad = i;
+      break;
     }
   }
+  if (bad < 0) return;
+  const name = PARAMETER_NAMES.findLast((n) => layout.offsets[n] <= bad) ?? "wte";
+  throw new CheckpointError(`${path}: tensor ${name} has a non-finite value (${params[bad]}) at element ${bad - layout.offsets[name]}`);
 }
 
 export function llmcHeader(config: GPT2Config): Int32Array {

@@ -3,6 +3,7 @@
 //   - an llm.ts training checkpoint (src/io/llmts_checkpoint.ts)
 //   - a Hugging Face GPT-2 folder (config.json + model.safetensors; src/io/hf.ts)
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { readHuggingFaceFolder } from "./hf.ts";
 import { CheckpointError, LLMC_MODEL_MAGIC, type LoadedWeights, readLlmcCheckpoint } from "./llmc.ts";
 import { readLlmtsCheckpoint } from "./llmts_checkpoint.ts";
 
@@ -35,6 +36,6 @@ export function loadWeights(path: string): LoadedWeights {
     case "llmts":
       return readLlmtsCheckpoint(path, { optimizer: false });
     case "hf":
-      throw new CheckpointError(`${path}: Hugging Face folders are not readable yet`);
+      return readHuggingFaceFolder(path);
   }
 }

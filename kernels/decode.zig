@@ -1,0 +1,382 @@
+//! Inference kernels sized for generation, where only a few rows go through the model at a time:
+//!   matvec     out(OC) = W(OC,C) · x(C) + bias(OC): one token's linear layer. It is memory-bound
+//!              (every weight is read once per token, used once), so the work is split into
+//!              contiguous row blocks that each thread streams row after row.
+//!   attention  n query rows at absolute positions pos0..pos0+n-1 against a KV cache (maxT, C)
+//!              per layer: the new rows' keys and values are stored into the cache first, then
+//!              every row attends causally (all heads) to cache positions 0..pos0+i, split over
+//!              blocks of whole cache rows so that long contexts stream the cache sequentially.
+//!   copy       a parallel memcpy: the bandwidth yardstick the decode benchmark compares with.
+//! Determinism: each task owns its outputs and fixes its own reduction order, so results do not
+//! depend on the thread count.
+const std = @import("std");
+const pool = @import("pool.zig");
+const assert = std.debug.assert;
+
+const lanes = 8;
+const V = @Vector(lanes, f32);
+
+fn load(slice: []const f32, at: usize) V {
+    return slice[at..][0..lanes].*;
+}
+
+// ---- matvec ----
+
+/// Rows per task: 32 rows of a 768-wide matrix are 96 KiB, big enough for the hardware
+/// prefetcher to stream, small enough that the lm_head (50304 rows) splits into ~1600 tasks and
+/// a 768-row matrix still gives 24 tasks to balance over the threads.
+const matvec_rows_per_task = 32;
+
+const MatvecContext = struct {
+    out: []f32,
+    inp: []const f32,
+    weight: []const f32,
+    bias: ?[]const f32,
+    c: usize,
+    oc: usize,
+
+    fn task(self: *const MatvecContext, task_index: usize) void {
+        const row_begin = task_index * matvec_rows_per_task;
+        const row_end = @min(row_begin + matvec_rows_per_task, self.oc);
+        for (row_begin..row_end) |row| {
+            const bias = if (self.bias) |b| b[row] else 0;
+            self.out[row] = bias + dotRow(self.inp, self.weight[row * self.c ..][0..self.c]);
+        }
+    }
+};
+
+/// One row at a time, four independent 8-lane accumulators: a single sequential stream per
+/// thread measured ~35 GB/s on one core here, against ~26 GB/s for four interleaved rows sharing
+/// each load of x (more concurrent streams defeat the prefetcher; x sits in L1 anyway).
+fn dotRow(x: []const f32, w: []const f32) f32 {
+    assert(x.len == w.len);
+    const zero: V = @splat(0);
+    var a0 = zero;
+    var a1 = zero;
+    var a2 = zero;
+    var a3 = zero;
+    var k: usize = 0;
+    while (k + 4 * lanes <= x.len) : (k += 4 * lanes) {
+        a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+        a1 = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), a1);
+        a2 = @mulAdd(V, load(w, k + 2 * lanes), load(x, k + 2 * lanes), a2);
+        a3 = @mulAdd(V, load(w, k + 3 * lanes), load(x, k + 3 * lanes), a3);
+    }
+    while (k + lanes <= x.len) : (k += lanes) a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+    var sum = @reduce(.Add, (a0 + a1) + (a2 + a3));
+    while (k < x.len) : (k += 1) sum = @mulAdd(f32, w[k], x[k], sum);
+    return sum;
+}
+
+pub fn matvec(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, c: usize, oc: usize) void {
+    assert(c > 0 and oc > 0);
+    assert(out.len == oc and inp.len == c and weight.len == oc * c);
+    if (bias) |b| assert(b.len == oc);
+    const context = MatvecContext{ .out = out, .inp = inp, .weight = weight, .bias = bias, .c = c, .oc = oc };
+    pool.parallelFor(MatvecContext, &context, std.math.divCeil(usize, oc, matvec_rows_per_task) catch unreachable, MatvecContext.task);
+}
+
+// ---- attention against a KV cache ----
+
+/// Limits of the stack buffers of one block task (GPT-2 goes up to C = 1600, NH = 25, hs = 64).
+pub const max_head_size = 256;
+pub const max_heads = 64;
+pub const max_channels = 4096;
+/// Keys per block: a block task reads key_block whole cache rows of K, then of V, sequentially.
+const key_block = 64;
+/// Scratch for per-block partial results (max, sum, weighted values per head). Rows are processed
+/// in groups that fit; one row needs blocks·(C + 2·NH) floats (16 blocks · 792 for d12 at 1024).
+/// (Tiny in tests, so that row groups are exercised.)
+pub const scratch_floats = if (@import("builtin").is_test) 1 << 9 else 1 << 22;
+var scratch: [scratch_floats]f32 = undefined;
+
+pub const AttentionShape = struct {
+    pos0: usize, // absolute position of the first query row
+    n: usize, // query rows
+    c: usize,
+    nh: usize,
+    max_t: usize, // rows of each cache
+
+    fn headSize(self: AttentionShape) usize {
+        return self.c / self.nh;
+    }
+    /// Key blocks of the last row (the most any row has).
+    fn blocks(self: AttentionShape) usize {
+        return std.math.divCeil(usize, self.pos0 + self.n, key_block) catch unreachable;
+    }
+    /// Floats of partial results per (row, block): per head a max, a sum and hs weighted values.
+    fn partialFloats(self: AttentionShape) usize {
+        return self.c + 2 * self.nh;
+    }
+};
+
+/// Whether `attention` can take this shape (its scratch holds at least one row's partials).
+pub fn attentionFits(shape: AttentionShape) bool {
+    return shape.c <= max_channels and shape.nh <= max_heads and shape.headSize() <= max_head_size and
+        shape.blocks() * shape.partialFloats() <= scratch_floats;
+}
+
+/// Split-K ("flash-decoding") attention over the cache: task (row, block) reads key_block whole
+/// cache rows (all heads, so memory is streamed, not strided by head) and leaves per head the
+/// block's max score, the sum of exp(score - max) and Σ exp(score - max)·v; a second pass merges
+/// a row's blocks in block order. Block boundaries do not depend on the thread count.
+const AttentionContext = struct {
+    out: []f32,
+    qkv: []const f32,
+    k_cache: []const f32,
+    v_cache: []const f32,
+    shape: AttentionShape,
+    first_row: usize, // of this group
+    partials: []f32, // (rows in group, blocks, partialFloats)
+
+    fn partial(self: *const AttentionContext, group_row: usize, block: usize) []f32 {
+        const size = self.shape.partialFloats();
+        return self.partials[(group_row * self.shape.blocks() + block) * size ..][0..size];
+    }
+
+    fn blockTask(self: *const AttentionContext, task_index: usize) void {
+        const s = self.shape;
+        const blocks = s.blocks();
+        const group_row = task_index / blocks;
+        const block = task_index % blocks;
+        const row = self.first_row + group_row;
+        const keys = s.pos0 + row + 1;
+        const begin = block * key_block;
+        const part = self.partial(group_row, block);
+        const maxes = part[0..s.nh];
+        const sums = part[s.nh .. 2 * s.nh];
+        const acc = part[2 * s.nh ..][0..s.c];
+        if (begin >= keys) { // past this row's causal limit
+            @memset(maxes, -std.math.inf(f32));
+            @memset(sums, 0);
+            @memset(acc, 0);
+            return;
+        }
+        const len = @min(key_block, keys - begin);
+        const hs = s.headSize();
+        const q = self.qkv[row * 3 * s.c ..][0..s.c];
+        const scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hs)));
+        var scores: [key_block * max_heads]f32 = undefined;
+        for (0..len) |j| {
+            const key = self.k_cache[(begin + j) * s.c ..][0..s.c];
+            for (0..s.nh) |h| scores[j * s.nh + h] = dotRow(q[h * hs ..][0..hs], key[h * hs ..][0..hs]) * scale;
+        }
+        for (0..s.nh) |h| {
+            var max: f32 = -std.math.inf(f32);
+            for (0..len) |j| max = @max(max, scores[j * s.nh + h]);
+            var sum: f32 = 0;
+            for (0..len) |j| {
+                const w = @exp(scores[j * s.nh + h] - max);
+                scores[j * s.nh + h] = w;
+                sum += w;
+            }
+            maxes[h] = max;
+            sums[h] = sum;
+        }
+        @memset(acc, 0);
+        for (0..len) |j| {
+            const value = self.v_cache[(begin + j) * s.c ..][0..s.c];
+            for (0..s.nh) |h| axpy(acc[h * hs ..][0..hs], scores[j * s.nh + h], value[h * hs ..][0..hs]);
+        }
+    }
+
+    fn combineTask(self: *const AttentionContext, task_index: usize) void {
+        const s = self.shape;
+        const group_row = task_index / s.nh;
+        const head = task_index % s.nh;
+        const row = self.first_row + group_row;
+        const hs = s.headSize();
+        const used_blocks = std.math.divCeil(usize, s.pos0 + row + 1, key_block) catch unreachable;
+        var max: f32 = -std.math.inf(f32);
+        for (0..used_blocks) |b| max = @max(max, self.partial(group_row, b)[head]);
+        var total: f32 = 0;
+        var acc: [max_head_size]f32 = undefined;
+        @memset(acc[0..hs], 0);
+        for (0..used_blocks) |b| {
+            const part = self.partial(group_row, b);
+            const weight = @exp(part[head] - max);
+            total += part[s.nh + head] * weight;
+            axpy(acc[0..hs], weight, part[2 * s.nh + head * hs ..][0..hs]);
+        }
+        const out = self.out[row * s.c + head * hs ..][0..hs];
+        const inverse = 1.0 / total;
+        for (out, acc[0..hs]) |*o, a| o.* = a * inverse;
+    }
+};
+
+fn axpy(y: []f32, alpha: f32, x: []const f32) void {
+    assert(x.len == y.len);
+    const alpha_v: V = @splat(alpha);
+    var k: usize = 0;
+    while (k + lanes <= y.len) : (k += lanes) y[k..][0..lanes].* = @mulAdd(V, alpha_v, load(x, k), y[k..][0..lanes].*);
+    while (k < y.len) : (k += 1) y[k] = @mulAdd(f32, alpha, x[k], y[k]);
+}
+
+/// Stores the new rows' keys and values (columns C..2C and 2C..3C of qkv) at cache positions
+/// pos0..pos0+n-1, then writes out(n, C) = causal attention of the rows' queries over the cache.
+/// Not reentrant (module scratch), like the pool.
+pub fn attention(out: []f32, qkv: []const f32, k_cache: []f32, v_cache: []f32, shape: AttentionShape) void {
+    const s = shape;
+    assert(s.n > 0 and s.c > 0 and s.nh > 0 and s.c % s.nh == 0);
+    assert(attentionFits(s));
+    assert(s.pos0 + s.n <= s.max_t);
+    assert(out.len == s.n * s.c and qkv.len == s.n * 3 * s.c);
+    assert(k_cache.len == s.max_t * s.c and v_cache.len == s.max_t * s.c);
+    for (0..s.n) |row| {
+        const src = qkv[row * 3 * s.c ..][0 .. 3 * s.c];
+        @memcpy(k_cache[(s.pos0 + row) * s.c ..][0..s.c], src[s.c .. 2 * s.c]);
+        @memcpy(v_cache[(s.pos0 + row) * s.c ..][0..s.c], src[2 * s.c .. 3 * s.c]);
+    }
+    const row_floats = s.blocks() * s.partialFloats();
+    const group_rows = @min(s.n, scratch_floats / row_floats);
+    var first_row: usize = 0;
+    while (first_row < s.n) : (first_row += group_rows) {
+        const rows = @min(group_rows, s.n - first_row);
+        const context = AttentionContext{
+            .out = out,
+            .qkv = qkv,
+            .k_cache = k_cache,
+            .v_cache = v_cache,
+            .shape = s,
+            .first_row = first_row,
+            .partials = scratch[0 .. rows * row_floats],
+        };
+        pool.parallelFor(AttentionContext, &context, rows * s.blocks(), AttentionContext.blockTask);
+        pool.parallelFor(AttentionContext, &context, rows * s.nh, AttentionContext.combineTask);
+    }
+}
+
+// ---- copy (bandwidth yardstick) ----
+
+const copy_chunk = 1 << 16; // floats per task: 256 KiB
+
+const CopyContext = struct {
+    dst: []f32,
+    src: []const f32,
+    fn task(self: *const CopyContext, task_index: usize) void {
+        const begin = task_index * copy_chunk;
+        const end = @min(begin + copy_chunk, self.src.len);
+        @memcpy(self.dst[begin..end], self.src[begin..end]);
+    }
+};
+
+pub fn copy(dst: []f32, src: []const f32) void {
+    assert(dst.len == src.len and src.len > 0);
+    const context = CopyContext{ .dst = dst, .src = src };
+    pool.parallelFor(CopyContext, &context, std.math.divCeil(usize, src.len, copy_chunk) catch unreachable, CopyContext.task);
+}
+
+// ---- tests ----
+
+fn fillNormal(random: std.Random, values: []f32) void {
+    for (values) |*v| v.* = random.floatNorm(f32);
+}
+
+test "matvec matches a float64 reference on odd shapes, for 1 and 3 threads" {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(7);
+    const random = prng.random();
+    defer pool.deinit();
+    for ([_]usize{ 1, 3 }) |threads| {
+        try pool.init(threads);
+        for ([_][2]usize{ .{ 1, 1 }, .{ 7, 5 }, .{ 17, 33 }, .{ 768, 37 }, .{ 100, 130 } }) |dims| {
+            const c, const oc = dims;
+            const inp = try gpa.alloc(f32, c);
+            defer gpa.free(inp);
+            const weight = try gpa.alloc(f32, oc * c);
+            defer gpa.free(weight);
+            const bias = try gpa.alloc(f32, oc);
+            defer gpa.free(bias);
+            const out = try gpa.alloc(f32, oc);
+            defer gpa.free(out);
+            fillNormal(random, inp);
+            fillNormal(random, weight);
+            fillNormal(random, bias);
+            matvec(out, inp, weight, bias, c, oc);
+            for (0..oc) |o| {
+                var sum: f64 = bias[o];
+                var abs_sum: f64 = @abs(bias[o]);
+                for (0..c) |k| {
+                    sum += @as(f64, inp[k]) * weight[o * c + k];
+                    abs_sum += @abs(@as(f64, inp[k]) * weight[o * c + k]);
+                }
+                // γ_(c+1)·Σ|terms| bounds any float32 summation order (Higham §3.1).
+                const u: f64 = std.math.pow(f64, 2, -24);
+                const n: f64 = @floatFromInt(c + 1);
+                try std.testing.expect(@abs(out[o] - sum) <= n * u / (1 - n * u) * abs_sum + 1e-30);
+            }
+        }
+    }
+}
+
+test "attention over a cache matches a float64 reference and fills the cache" {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(11);
+    const random = prng.random();
+    try pool.init(2);
+    defer pool.deinit();
+    // (pos0, n, c, nh, max_t): a prefill, a single decode row late in the cache, odd head sizes,
+    // and enough keys (130) to cross two key blocks.
+    for ([_][5]usize{ .{ 0, 5, 12, 3, 8 }, .{ 129, 1, 16, 2, 131 }, .{ 3, 4, 10, 1, 9 }, .{ 60, 70, 8, 2, 130 } }) |dims| {
+        const shape = AttentionShape{ .pos0 = dims[0], .n = dims[1], .c = dims[2], .nh = dims[3], .max_t = dims[4] };
+        const c = shape.c;
+        const hs = c / shape.nh;
+        const qkv = try gpa.alloc(f32, shape.n * 3 * c);
+        defer gpa.free(qkv);
+        const k_cache = try gpa.alloc(f32, shape.max_t * c);
+        defer gpa.free(k_cache);
+        const v_cache = try gpa.alloc(f32, shape.max_t * c);
+        defer gpa.free(v_cache);
+        const out = try gpa.alloc(f32, shape.n * c);
+        defer gpa.free(out);
+        fillNormal(random, qkv);
+        fillNormal(random, k_cache);
+        fillNormal(random, v_cache);
+        attention(out, qkv, k_cache, v_cache, shape);
+        for (0..shape.n) |row| {
+            try std.testing.expectEqualSlices(f32, qkv[row * 3 * c + c ..][0..c], k_cache[(shape.pos0 + row) * c ..][0..c]);
+            try std.testing.expectEqualSlices(f32, qkv[row * 3 * c + 2 * c ..][0..c], v_cache[(shape.pos0 + row) * c ..][0..c]);
+            const keys = shape.pos0 + row + 1;
+            for (0..shape.nh) |h| {
+                var scores = try gpa.alloc(f64, keys);
+                defer gpa.free(scores);
+                var max: f64 = -std.math.inf(f64);
+                for (0..keys) |s| {
+                    var dot: f64 = 0;
+                    for (0..hs) |d| dot += @as(f64, qkv[row * 3 * c + h * hs + d]) * k_cache[s * c + h * hs + d];
+                    scores[s] = dot / @sqrt(@as(f64, @floatFromInt(hs)));
+                    max = @max(max, scores[s]);
+                }
+                var total: f64 = 0;
+                for (scores) |*x| {
+                    x.* = @exp(x.* - max);
+                    total += x.*;
+                }
+                for (0..hs) |d| {
+                    var want: f64 = 0;
+                    for (0..keys) |s| want += scores[s] / total * v_cache[s * c + h * hs + d];
+                    // Outputs are convex combinations of N(0,1) values; float32 score and exp
+                    // rounding (relative ~1e-6 per step, growing with the key count) stays far
+                    // below 1e-4, while a wrong key range or scale moves outputs by ~0.1.
+                    try std.testing.expectApproxEqAbs(want, out[row * c + h * hs + d], 1e-4);
+                }
+            }
+        }
+    }
+}
+
+test "copy copies every element, for sizes around the chunk" {
+    const gpa = std.testing.allocator;
+    try pool.init(2);
+    defer pool.deinit();
+    for ([_]usize{ 1, copy_chunk - 1, copy_chunk + 3, 3 * copy_chunk }) |n| {
+        const src = try gpa.alloc(f32, n);
+        defer gpa.free(src);
+        const dst = try gpa.alloc(f32, n);
+        defer gpa.free(dst);
+        for (src, 0..) |*x, i| x.* = @floatFromInt(i);
+        @memset(dst, -1);
+        copy(dst, src);
+        try std.testing.expectEqualSlices(f32, src, dst);
+    }
+}

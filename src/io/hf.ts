@@ -1,0 +1,202 @@
+// Hugging Face GPT-2 folders (config.json + model.safetensors) ⇄ llm.c's parameter layout.
+// HF names come with or without a "transformer." prefix; its Conv1D layers (attn.c_attn,
+// attn.c_proj, mlp.c_fc, mlp.c_proj) store weights as (in, out), the transpose of llm.c's (out, in);
+// the lm_head is tied to wte (lm_head.weight, when present, must equal it); h.N.attn.bias and
+// h.N.attn.masked_bias are causal-mask buffers, not parameters. The vocabulary is padded to Vp with
+// zero rows. Tensors are read straight into the one Float32Array of the llm.c layout (a transposed
+// or converted tensor passes through one temporary the size of that tensor).
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type GPT2Config, type ParameterName, padVocab, validateConfig } from "../model/config.ts";
+import { parameterLayout } from "../model/parameters.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { CheckpointError, checkFinite, type LoadedWeights } from "./llmc.ts";
+import { SafetensorsError, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
+
+export const HF_CONFIG_FILE = "config.json";
+export const HF_WEIGHTS_FILE = "model.safetensors";
+
+/** One HF tensor and where it goes: llm.c tensor `target`, slice `layer` (or whole), transposed or not. */
+interface Mapping {
+  hfName: string;
+  target: ParameterName;
+  layer: number | null;
+  /** the shape HF stores */
+  hfShape: number[];
+  transpose: boolean;
+}
+
+function mappings(config: GPT2Config): Mapping[] {
+  const { C, L, V, maxT } = config;
+  const list: Mapping[] = [
+    { hfName: "wte.weight", target: "wte", layer: null, hfShape: [V, C], transpose: false },
+    { hfName: "wpe.weight", target: "wpe", layer: null, hfShape: [maxT, C], transpose: false },
+  ];
+  for (let l = 0; l < L; l++) {
+    const m = (suffix: string, target: ParameterName, hfShape: number[], transpose = false) => list.push({ hfName: `h.${l}.${suffix}`, target, layer: l, hfShape, transpose });
+    m("ln_1.weight", "ln1w", [C]);
+    m("ln_1.bias", "ln1b", [C]);
+    m("attn.c_attn.weight", "qkvw", [C, 3 * C], true);
+    m("attn.c_attn.bias", "qkvb", [3 * C]);
+    m("attn.c_proj.weight", "attprojw", [C, C], true);
+    m("attn.c_proj.bias", "attprojb", [C]);
+    m("ln_2.weight", "ln2w", [C]);
+    m("ln_2.bias", "ln2b", [C]);
+    m("mlp.c_fc.weight", "fcw", [C, 4 * C], true);
+    m("mlp.c_fc.bias", "fcb", [4 * C]);
+    m("mlp.c_proj.weight", "fcprojw", [4 * C, C], true);
+    m("mlp.c_proj.bias", "fcprojb", [C]);
+  }
+  list.push({ hfName: "ln_f.weight", target: "lnfw", layer: null, hfShape: [C], transpose: false });
+  list.push({ hfName: "ln_f.bias", target: "lnfb", layer: null, hfShape: [C], transpose: false });
+  return list;
+}
+
+/** Where mapping `m` lands in the flat llm.c buffer (element offset). */
+function destinationOffset(config: GPT2Config, m: Mapping): number {
+  const layout = parameterLayout(config);
+  const perLayer = m.layer === null ? 0 : layout.sizes[m.target] / config.L;
+  return layout.offsets[m.target] + (m.layer ?? 0) * perLayer;
+}
+
+/** (rows, cols) row-major → (cols, rows) row-major. */
+function transposeInto(out: Float32Array, inp: Float32Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = inp[row + c];
+  }
+}
+
+function readConfigJson(dir: string): GPT2Config {
+  const path = join(dir, HF_CONFIG_FILE);
+  if (!existsSync(path)) throw new CheckpointError(`${dir}: no ${HF_CONFIG_FILE} (a Hugging Face GPT-2 folder has config.json and model.safetensors)`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+  const field = (...names: string[]): number => {
+    for (const name of names) if (json[name] !== undefined) {
+      const value = json[name];
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new CheckpointError(`${path}: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+      return value;
+    }
+    throw new CheckpointError(`${path}: missing ${names.join(" or ")}`);
+  };
+  const activation = json.activation_function;
+  if (activation !== undefined && activation !== "gelu_new") throw new CheckpointError(`${path}: activation_function "${activation}" is not supported (GPT-2 uses gelu_new, the tanh GELU)`);
+  const eps = json.layer_norm_epsilon;
+  if (eps !== undefined && (typeof eps !== "number" || Math.abs(eps - 1e-5) > 1e-12)) throw new CheckpointError(`${path}: layer_norm_epsilon ${eps} is not supported (llm.ts uses 1e-5)`);
+  for (const flag of ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"]) {
+    if (json[flag] === true) throw new CheckpointError(`${path}: ${flag} = true is not supported`);
+  }
+  if (json.scale_attn_weights === false) throw new CheckpointError(`${path}: scale_attn_weights = false is not supported`);
+  const V = field("vocab_size");
+  const config: GPT2Config = { maxT: field("n_positions", "n_ctx"), V, Vp: padVocab(V), L: field("n_layer"), NH: field("n_head"), C: field("n_embd") };
+  try {
+    validateConfig(config, path);
+  } catch (error) {
+    throw new CheckpointError((error as Error).message);
+  }
+  return config;
+}
+
+/** The file's name for `hfName`: bare or "transformer."-prefixed, not both. */
+function resolveName(file: SafetensorsFile, hfName: string): string {
+  const prefixed = `transformer.${hfName}`;
+  const bare = file.tensors.has(hfName), withPrefix = file.tensors.has(prefixed);
+  if (bare && withPrefix) throw new CheckpointError(`${file.path}: both "${hfName}" and "${prefixed}" are present`);
+  if (!bare && !withPrefix) throw new CheckpointError(`${file.path}: missing tensor "${hfName}" (or "${prefixed}")`);
+  return bare ? hfName : prefixed;
+}
+
+const IGNORED = /^(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$/;
+const LM_HEAD = "lm_head.weight";
+const EOT = 50256; // GPT-2's <|endoftext|>, its bos and eos token
+
+export function readHuggingFaceFolder(dir: string): LoadedWeights {
+  const config = readConfigJson(dir);
+  const weightsPath = join(dir, HF_WEIGHTS_FILE);
+  if (!existsSync(weightsPath)) throw new CheckpointError(`${dir}: no ${HF_WEIGHTS_FILE} (sharded or .bin checkpoints are not supported)`);
+  let file: SafetensorsFile;
+  try {
+    file = SafetensorsFile.open(weightsPath);
+  } catch (error) {
+    throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
+  }
+  try {
+    const params = new Float32Array(parameterLayout(config).total); // zero: the padded wte rows stay zero
+    const used = new Set<string>();
+    let scratch = new Float32Array(0);
+    for (const m of mappings(config)) {
+      const name = resolveName(file, m.hfName);
+      used.add(name);
+      const info = file.info(name);
+      if (info.shape.length !== m.hfShape.length || info.shape.some((d, i) => d !== m.hfShape[i])) {
+        throw new CheckpointError(`${weightsPath}: tensor "${name}" has shape [${info.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
+      }
+      const offset = destinationOffset(config, m);
+      const destination = params.subarray(offset, offset + info.numel);
+      if (!m.transpose) {
+        file.readInto(name, destination);
+        continue;
+      }
+      if (scratch.length < info.numel) scratch = new Float32Array(info.numel);
+      const temp = scratch.subarray(0, info.numel);
+      file.readInto(name, temp);
+      transposeInto(destination, temp, m.hfShape[0], m.hfShape[1]);
+    }
+    checkTiedHead(file, config, params, used);
+    const unknown = [...file.tensors.keys()].filter((n) => !used.has(n) && !IGNORED.test(n));
+    if (unknown.length > 0) throw new CheckpointError(`${weightsPath}: unexpected tensors for a GPT-2: ${unknown.slice(0, 5).map((n) => `"${n}"`).join(", ")}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""}`);
+    checkFinite(params, config, weightsPath);
+    return { config, params };
+  } catch (error) {
+    throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
+  } finally {
+    file.close();
+  }
+}
+
+/** An lm_head.weight, if present, must be wte itself: llm.ts ties the two. */
+function checkTiedHead(file: SafetensorsFile, config: GPT2Config, params: Float32Array, used: Set<string>): void {
+  if (!file.tensors.has(LM_HEAD)) return;
+  used.add(LM_HEAD);
+  const { V, C } = config;
+  const info = file.info(LM_HEAD);
+  if (info.shape.length !== 2 || info.shape[0] !== V || info.shape[1] !== C) throw new CheckpointError(`${file.path}: tensor "${LM_HEAD}" has shape [${info.shape.join(", ")}], expected [${V}, ${C}]`);
+  const head = file.read(LM_HEAD);
+  const wte = params.subarray(0, V * C);
+  for (let i = 0; i < head.length; i++) {
+    if (head[i] !== wte[i]) throw new CheckpointError(`${file.path}: "${LM_HEAD}" differs from wte (element ${i}): untied output heads are not supported`);
+  }
+}
+
+/** Writes `dir`/config.json and `dir`/model.safetensors (F32, bare names, no lm_head), atomically each. */
+export function writeHuggingFaceFolder(dir: string, config: GPT2Config, params: Float32Array): void {
+  validateConfig(config, dir);
+  const layout = parameterLayout(config);
+  if (params.length !== layout.total) throw new CheckpointError(`${dir}: ${params.length} parameters given, the config needs ${layout.total}`);
+  mkdirSync(dir, { recursive: true });
+  const tensors: TensorToWrite[] = mappings(config).map((m) => {
+    const numel = m.hfShape.reduce((a, b) => a * b, 1);
+    const offset = destinationOffset(config, m);
+    const source = params.subarray(offset, offset + numel);
+    if (!m.transpose) return { name: m.hfName, shape: m.hfShape, data: source };
+    // llm.c's (out, in) = (hfShape[1], hfShape[0]) → HF's (in, out)
+    return { name: m.hfName, shape: m.hfShape, data: () => {
+      const out = new Float32Array(numel);
+      transposeInto(out, source, m.hfShape[1], m.hfShape[0]);
+      return out;
+    } };
+  });
+  writeSafetensors(join(dir, HF_WEIGHTS_FILE), tensors, { format: "pt" });
+  const json = {
+    architectures: ["GPT2LMHeadModel"], model_type: "gpt2", activation_function: "gelu_new", layer_norm_epsilon: 1e-5,
+    n_embd: config.C, n_layer: config.L, n_head: config.NH, n_positions: config.maxT, n_ctx: config.maxT, vocab_size: config.V,
+    tie_word_embeddings: true, torch_dtype: "float32",
+    ...(config.V > EOT ? { bos_token_id: EOT, eos_token_id: EOT } : {}),
+  };
+  writeFileAtomic(join(dir, HF_CONFIG_FILE), [new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`)]);
+}
