@@ -103,7 +103,11 @@ export function lossCurveSvg(train: Array<[number, number]>, val: Array<[number,
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#888"/>`);
   parts.push(`<text x="${m.left + w / 2}" y="${height - 8}" text-anchor="middle" fill="#222">step</text>`);
   parts.push(`<text x="14" y="${m.top + h / 2}" text-anchor="middle" fill="#222" transform="rotate(-90 14 ${m.top + h / 2})">loss</text>`);
-  if (train.length > 0) parts.push(`<path class="train" d="${path(train)}" fill="none" stroke="#1f77b4" stroke-width="1.2"/>`);
+  if (train.length > 0) {
+    // Per-step losses are noisy: the raw series faint, a moving average over ~2% of the steps on top.
+    parts.push(`<path class="train" d="${path(train)}" fill="none" stroke="#1f77b4" stroke-opacity="0.3" stroke-width="1"/>`);
+    if (train.length >= 20) parts.push(`<path class="train-smooth" d="${path(movingAverage(train, Math.max(5, Math.round(train.length / 50))))}" fill="none" stroke="#1f77b4" stroke-width="1.8"/>`);
+  }
   if (val.length > 0) {
     parts.push(`<path class="val" d="${path(val)}" fill="none" stroke="#d62728" stroke-width="2"/>`);
     for (const [x, y] of val) if (Number.isFinite(y)) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="#d62728"/>`);
@@ -114,6 +118,20 @@ export function lossCurveSvg(train: Array<[number, number]>, val: Array<[number,
   parts.push(`<text x="${m.left + 130}" y="${m.top - 10}" fill="#d62728">— val${lastVal}</text>`);
   parts.push("</svg>\n");
   return parts.join("\n");
+}
+
+/** Trailing mean over `window` points (finite values only). */
+function movingAverage(points: Array<[number, number]>, window: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let sum = 0, n = 0;
+  const finite = points.filter(([, y]) => Number.isFinite(y));
+  for (let i = 0; i < finite.length; i++) {
+    sum += finite[i][1];
+    n++;
+    if (i >= window) (sum -= finite[i - window][1]), n--;
+    out.push([finite[i][0], sum / n]);
+  }
+  return out;
 }
 
 function ticks(lo: number, hi: number, count: number): number[] {
