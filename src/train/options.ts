@@ -112,7 +112,7 @@ export const FLAGS: FlagSpec[] = [
   { key: "resume", flag: "resume", group: "state", def: null, help: 'continue from a checkpoint path, or "latest" in --ckpt-dir (flags not given come from the checkpoint)', parse: str("resume") },
   { key: "overwrite", flag: "overwrite", group: "state", def: null, boolean: true, help: "start fresh even if --ckpt-dir holds checkpoints of an earlier run (they are deleted)", parse: () => true },
   { key: "log", flag: "log", group: "output", def: null, help: "JSONL log (default <ckpt-dir>/log.jsonl); an SVG loss curve is written beside it (.svg)", parse: str("log") },
-  { key: "peakGflops", flag: "peak-gflops", group: "output", def: null, help: "machine peak for the MFU figure (default: the larger of 133 GFLOP/s × threads and a 0.1 s FMA measurement)", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
+  { key: "peakGflops", flag: "peak-gflops", group: "output", def: null, help: "machine peak for the MFU figure (default: the larger of 133 GFLOP/s × threads × lanes/8 and a 0.1 s FMA measurement at the kernels' vector width)", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
 ];
 
 const DEFAULTS: TrainOptions = {

@@ -8,8 +8,7 @@ import { UsageError } from "../cli/flags.ts";
 import { DataError, expandFiles, TokenLoader } from "../data/loader.ts";
 import { prepareDataset, SUMMARY_FILE } from "../data/prepare.ts";
 import { decode, EOT_TOKEN } from "../data/tokenizer.ts";
-import * as ffi from "../ffi.ts";
-import { setThreads, threadCount } from "../ffi.ts";
+import { fmaPeakGflops, matmulLanes, setThreads, threadCount } from "../ffi.ts";
 import { CheckpointError } from "../io/llmc.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../io/llmts_checkpoint.ts";
@@ -28,30 +27,28 @@ const REPO_ROOT = resolve(import.meta.dir, "..", "..");
 export const MOBY_DICK_TEXT = join(REPO_ROOT, "node_modules", "@stdlib", "datasets-moby-dick", "data", "data.txt");
 export const MOBY_DICK_CACHE = join(REPO_ROOT, "data", "mobydick");
 /**
- * FMA peak per thread assumed for MFU: the matmul library's fmaPeakGflops on this machine, idle,
- * on 2026-11-28 (1 thread 133, 2 threads 265 GFLOP/s). ANCHORS.md's 92–96 is too low for the
- * machine as it runs now: a d4 training step already sustains ~235 GFLOP/s end to end.
+ * FMA peak per thread per 8 float lanes assumed for MFU when measuring fails: the matmul library's
+ * fmaPeakGflops on this machine, idle, 2026-11-28 (133 GFLOP/s per thread with 8-lane FMAs; twice
+ * that with the 16-lane AVX-512 FMAs the kernels use where the CPU has them, as it does now —
+ * ANCHORS.md's 92–96 predates that).
  */
-export const PEAK_GFLOPS_PER_THREAD = 133;
+export const PEAK_GFLOPS_PER_THREAD_8_LANES = 133;
 
 /**
- * The machine's FMA peak for the MFU figure: the larger of the constant above and a ~100 ms
- * measurement with the matmul library's microbenchmark when it has one (turbo clocks differ
- * between machines; the max keeps a measurement taken while other processes compete from
- * understating the peak).
+ * The machine's FMA peak at the kernels' vector width, for the MFU figure: the larger of the
+ * constant above and a ~100 ms measurement (a measurement taken while other processes compete
+ * would understate it).
  */
 export function peakGflops(threads: number): { gflops: number; source: string } {
-  const fallback = PEAK_GFLOPS_PER_THREAD * threads;
-  const measure = (ffi as unknown as { fmaPeakGflops?: (threads: number, ms: number) => number }).fmaPeakGflops;
-  if (typeof measure === "function") {
-    try {
-      const gflops = measure(threads, 100);
-      if (Number.isFinite(gflops) && gflops > fallback) return { gflops, source: "measured FMA peak" };
-    } catch {
-      // fall through to the constant
-    }
+  const lanes = matmulLanes();
+  const fallback = PEAK_GFLOPS_PER_THREAD_8_LANES * (lanes / 8) * threads;
+  try {
+    const gflops = fmaPeakGflops(threads, 100, lanes);
+    if (Number.isFinite(gflops) && gflops > fallback) return { gflops, source: `measured, ${lanes}-lane FMA` };
+  } catch {
+    // fall through to the constant
   }
-  return { gflops: fallback, source: `${PEAK_GFLOPS_PER_THREAD} GFLOP/s per thread` };
+  return { gflops: fallback, source: `${PEAK_GFLOPS_PER_THREAD_8_LANES * (lanes / 8)} GFLOP/s per thread, ${lanes}-lane FMA` };
 }
 
 export class TrainingFailed extends Error {
