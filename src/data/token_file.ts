@@ -1,7 +1,7 @@
 // llm.c's token file (train_000000.bin and friends): 256 little-endian int32 header words —
 // [0] magic 20240520, [1] version 1, [2] token count — then that many uint16 tokens.
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { closeSync, fstatSync, readFileSync } from "node:fs";
+import { openForReading, writeFileAtomic } from "../io/atomic.ts";
 import { readExactly } from "../io/llmc.ts";
 
 export const TOKEN_FILE_MAGIC = 20240520;
@@ -74,9 +74,5 @@ export function readTokenFile(path: string): Uint16Array {
 }
 
 function openOrThrow(path: string): number {
-  try {
-    return openSync(path, "r");
-  } catch (error) {
-    throw new TokenFileError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  return openForReading(path, (message) => new TokenFileError(message));
 }

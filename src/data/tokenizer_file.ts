@@ -3,8 +3,8 @@
 //   [3] = the end-of-text id), [2] vocabulary size;
 //   then, per token id in order, a uint8 byte length (1–255) and that many raw bytes.
 // We generate it from tiktoken's vocabulary (the bytes of each single-token decode).
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openForReading, writeFileAtomic } from "../io/atomic.ts";
 import { decodeBytes, EOT_TOKEN, GPT2_TOKENIZER_VOCAB } from "./tokenizer.ts";
 
 export const TOKENIZER_MAGIC = 20240328;
@@ -94,12 +94,7 @@ export function decodeTokenizerFile(bytes: Uint8Array, source: string): Tokenize
 }
 
 export function readTokenizerFile(path: string): TokenizerFile {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (error) {
-    throw new TokenizerFileError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  const fd = openForReading(path, (message) => new TokenizerFileError(message));
   try {
     const bytes = new Uint8Array(fstatSync(fd).size);
     let done = 0;

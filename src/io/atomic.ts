@@ -5,15 +5,21 @@ import { basename, dirname, join } from "node:path";
 
 /** Writes the chunks in order to `path`, atomically. */
 export function writeFileAtomic(path: string, chunks: ArrayBufferView[]): void {
+  writeStreamAtomic(path, (write) => {
+    for (const chunk of chunks) write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  });
+}
+
+/** Like writeFileAtomic, for content produced piece by piece (`produce` calls `write` in order). */
+export function writeStreamAtomic(path: string, produce: (write: (bytes: Uint8Array) => void) => void): void {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   const fd = openSync(temp, "w", 0o644);
   try {
-    for (const chunk of chunks) {
-      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    produce((bytes) => {
       let written = 0;
       // Large views are written in pieces: a single write() is capped near 2 GiB on Linux.
       while (written < bytes.length) written += writeSync(fd, bytes, written, Math.min(bytes.length - written, 1 << 30));
-    }
+    });
     fsyncSync(fd);
   } catch (error) {
     closeSync(fd);
@@ -35,5 +41,14 @@ function syncDirectory(dir: string): void {
     }
   } catch {
     // Some filesystems refuse fsync on directories; the rename itself is still atomic.
+  }
+}
+
+/** Opens `path` for reading, or throws `makeError("<path>: cannot open (<code>)")`. */
+export function openForReading(path: string, makeError: (message: string) => Error): number {
+  try {
+    return openSync(path, "r");
+  } catch (error) {
+    throw makeError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
 }

@@ -1,10 +1,10 @@
 // llm.c's model checkpoint (gpt2_124M.bin and friends), read and written byte-compatibly:
 // 256 little-endian int32 header words — [0] magic 20240326, [1] version (3 = fp32), [2] maxT,
 // [3] V, [4] L, [5] NH, [6] C, [7] Vp — then the fp32 parameters in llm.c's order.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
 import { type GPT2Config, PARAMETER_NAMES, validateConfig } from "../model/config.ts";
 import { parameterLayout } from "../model/parameters.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { openForReading, writeFileAtomic } from "./atomic.ts";
 
 export const LLMC_MODEL_MAGIC = 20240326;
 export const LLMC_MODEL_VERSION_FP32 = 3;
@@ -48,12 +48,7 @@ export function readLlmcHeader(fd: number, path: string, fileBytes: number): GPT
 
 /** Reads an llm.c fp32 model checkpoint, validating the header, the size and every value. */
 export function readLlmcCheckpoint(path: string): LoadedWeights {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (error) {
-    throw new CheckpointError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  const fd = openForReading(path, (message) => new CheckpointError(message));
   try {
     const fileBytes = fstatSync(fd).size;
     const config = readLlmcHeader(fd, path, fileBytes);

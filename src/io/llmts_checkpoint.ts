@@ -10,10 +10,10 @@
 //   file ending exactly where the last tensor ends.
 // The JSON's offsets depend on the JSON's length, so the writer iterates to a fixed point (two
 // passes at most in practice: only the number of digits can change).
-import { closeSync, fstatSync, openSync } from "node:fs";
+import { closeSync, fstatSync } from "node:fs";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { parameterCount } from "../model/config.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { openForReading, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, checkFinite, readExactly } from "./llmc.ts";
 
 export const LLMTS_MAGIC = "LLMTSCKP";
@@ -117,12 +117,7 @@ export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointIn
  * (inference needs only the weights); `optimizer: true` requires them.
  */
 export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean } = {}): LlmtsCheckpoint {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (error) {
-    throw new CheckpointError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
+  const fd = openForReading(path, (message) => new CheckpointError(message));
   try {
     const fileBytes = fstatSync(fd).size;
     if (fileBytes < PREAMBLE_BYTES) throw new CheckpointError(`${path}: ${fileBytes} bytes is shorter than the 16-byte llm.ts checkpoint preamble`);

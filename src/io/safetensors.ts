@@ -4,8 +4,8 @@
 // The reader validates everything before any data is trusted (header length against the file
 // size, the JSON, every dtype, shape and offset range, overlaps) and reads tensors straight into a
 // caller's Float32Array, converting F16 and BF16 to F32. The writer writes F32, atomically.
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openForReading, writeStreamAtomic } from "./atomic.ts";
 
 export class SafetensorsError extends Error {
   override name = "SafetensorsError";
@@ -40,12 +40,7 @@ export class SafetensorsFile {
 
   /** Opens and validates `path`; the caller must close() it. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
-    try {
-      fd = openSync(path, "r");
-    } catch (error) {
-      throw new SafetensorsError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
+    const fd = openForReading(path, (message) => new SafetensorsError(message));
     try {
       const { tensors, metadata } = readHeader(fd, path);
       return new SafetensorsFile(path, fd, tensors, metadata);
@@ -225,31 +220,3 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   });
 }
 
-/** Like writeFileAtomic (src/io/atomic.ts), but the content is produced piece by piece. */
-function writeStreamAtomic(path: string, produce: (write: (bytes: Uint8Array) => void) => void): void {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = openSync(temp, "w", 0o644);
-  try {
-    produce((bytes) => {
-      let written = 0;
-      while (written < bytes.length) written += writeSync(fd, bytes, written, Math.min(bytes.length - written, 1 << 30));
-    });
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(temp);
-    throw error;
-  }
-  closeSync(fd);
-  renameSync(temp, path);
-  try {
-    const dir = openSync(dirname(path), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename itself is still atomic.
-  }
-}
