@@ -14,7 +14,7 @@ import { GPT2 } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/optim/adamw.ts";
 import { parseTrainArgs } from "../src/train/options.ts";
 import { Progress, type StepStatus } from "../src/train/progress.ts";
-import { MOBY_DICK_CACHE, setupRun, trainLoop } from "../src/train/trainer.ts";
+import { ensureDefaultCorpus, MOBY_DICK_CACHE, setupRun, trainLoop } from "../src/train/trainer.ts";
 import { TokenLoader } from "../src/data/loader.ts";
 
 const { values } = parseArgs({ options: { model: { type: "string", default: "d4" }, batch: { type: "string", default: "8" }, seq: { type: "string", default: "64" }, steps: { type: "string", default: "20" }, rounds: { type: "string", default: "2" } } });
@@ -72,6 +72,7 @@ async function trainerLoop(n: number): Promise<number[]> {
   }
 }
 
+ensureDefaultCorpus((message) => console.error(message)); // a fresh clone has no data/ yet
 plainLoop(2); // warm-up: allocations, JIT, the data cache
 const plain: number[] = [];
 const trainer: number[] = [];

@@ -179,17 +179,21 @@ function resolveData(o: TrainOptions, progress: (message: string) => void): { tr
     progress(`tokenized ${o.text}: ${s.tokens.toLocaleString("en-US")} tokens in ${s.tokenizeSeconds.toFixed(2)} s → ${outDir}`);
     return { trainFiles: s.trainFiles, valFiles: s.valFiles.length ? s.valFiles : null, note: `${o.text} (${s.trainTokens} train / ${s.valTokens} val tokens)` };
   }
-  if (!existsSync(join(MOBY_DICK_CACHE, SUMMARY_FILE))) {
-    if (!existsSync(MOBY_DICK_TEXT)) throw new DataError(`the default corpus ${MOBY_DICK_TEXT} is missing: run bun install, or pass --train-data/--text`);
-    progress(`preparing the default corpus (Moby-Dick) into ${MOBY_DICK_CACHE} …`);
-    const s = prepareDataset({ inputs: [MOBY_DICK_TEXT], outDir: MOBY_DICK_CACHE, valFraction: 0.1, shardTokens: 100_000_000 });
-    progress(`  ${s.tokens.toLocaleString("en-US")} tokens (tokenizing took ${s.tokenizeSeconds.toFixed(2)} s)`);
-  }
+  ensureDefaultCorpus(progress);
   return {
     trainFiles: [join(MOBY_DICK_CACHE, "train_*.bin")],
     valFiles: [join(MOBY_DICK_CACHE, "val_*.bin")],
     note: `Moby-Dick (${MOBY_DICK_CACHE})`,
   };
+}
+
+/** Prepares Moby-Dick into MOBY_DICK_CACHE on first use (kept while its prepare.json exists). */
+export function ensureDefaultCorpus(progress: (message: string) => void): void {
+  if (existsSync(join(MOBY_DICK_CACHE, SUMMARY_FILE))) return;
+  if (!existsSync(MOBY_DICK_TEXT)) throw new DataError(`the default corpus ${MOBY_DICK_TEXT} is missing: run bun install, or pass --train-data/--text`);
+  progress(`preparing the default corpus (Moby-Dick) into ${MOBY_DICK_CACHE} …`);
+  const s = prepareDataset({ inputs: [MOBY_DICK_TEXT], outDir: MOBY_DICK_CACHE, valFraction: 0.1, shardTokens: 100_000_000 });
+  progress(`  ${s.tokens.toLocaleString("en-US")} tokens (tokenizing took ${s.tokenizeSeconds.toFixed(2)} s)`);
 }
 
 /** Training FLOPs per token: 6·(weights used in matmuls) + attention (nanoGPT's estimate). */
