@@ -6,7 +6,7 @@
 //                    in chunks of at most `prefillChunk` rows) and returns the last row's logits
 //   decode(token)    one row: matrix-vector products that stream each weight once
 // Both append to the cache at `position` (the number of tokens seen so far).
-import { decodeAttention, decodeMatvec, geluForward, layernormForward, matmulForward, residualForward } from "../ffi.ts";
+import { decodeAttention, decodeMatvec, encoderForward, geluForward, layernormForward, matmulForward, residualForward } from "../ffi.ts";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { type ParameterViews, parameterLayout, parameterViews } from "../model/parameters.ts";
 
@@ -39,6 +39,7 @@ class Activations {
     readonly gelu = new Float32Array(rows * 4 * C),
     readonly mean = new Float32Array(rows),
     readonly rstd = new Float32Array(rows),
+    readonly tokens = new Int32Array(rows),
   ) {}
 }
 
@@ -92,8 +93,8 @@ export class InferenceEngine {
     const all = options.allLogits === true ? new Float32Array(n * Vp) : null;
     for (let begin = 0; begin < n; begin += this.acts.rows) {
       const rows = Math.min(this.acts.rows, n - begin);
-      const chunk = Array.from({ length: rows }, (_, i) => tokens[begin + i]);
-      this.forwardRows(chunk);
+      for (let i = 0; i < rows; i++) this.acts.tokens[i] = tokens[begin + i];
+      this.forwardRows(rows);
       if (all !== null) this.logitsOfRows(all.subarray(begin * Vp, (begin + rows) * Vp), rows);
       else if (begin + rows === n) this.logitsOfRows(this.lastLogits, 1, rows - 1);
     }
@@ -103,7 +104,8 @@ export class InferenceEngine {
   /** Appends one token and returns the logits (Vp) for the next; the view is reused per call. */
   decode(token: number): Float32Array {
     this.checkTokens([token]);
-    this.forwardRows([token]);
+    this.acts.tokens[0] = token;
+    this.forwardRows(1);
     this.logitsOfRows(this.lastLogits, 1, 0);
     return this.lastLogits;
   }
@@ -131,10 +133,12 @@ export class InferenceEngine {
     };
   }
 
-  /** Runs rows at positions position..position+n-1 through the blocks; leaves x = residual stream. */
-  private forwardRows(tokens: number[]): void {
-    const { C, NH, maxT } = this.config;
-    const n = tokens.length;
+  /**
+   * Runs the first n rows of acts.tokens, at positions position..position+n-1, through the blocks;
+   * leaves x = residual stream.
+   */
+  private forwardRows(n: number): void {
+    const { C, NH, maxT, Vp } = this.config;
     const pos0 = this.position;
     const a = this.acts;
     const view = (buffer: Float32Array, width: number) => buffer.subarray(0, n * width);
@@ -142,12 +146,8 @@ export class InferenceEngine {
     const proj = view(a.proj, C), fc = view(a.fc, 4 * C), gelu = view(a.gelu, 4 * C);
     const mean = a.mean.subarray(0, n), rstd = a.rstd.subarray(0, n);
     const { wte, wpe } = this.weights;
-    for (let i = 0; i < n; i++) {
-      const row = x.subarray(i * C, (i + 1) * C);
-      row.set(wte.subarray(tokens[i] * C, (tokens[i] + 1) * C));
-      const position = wpe.subarray((pos0 + i) * C, (pos0 + i + 1) * C);
-      for (let c = 0; c < C; c++) row[c] += position[c];
-    }
+    // The rows sit at positions pos0…: hand the encoder the position table from row pos0 on.
+    encoderForward(x, a.tokens.subarray(0, n), wte, wpe.subarray(pos0 * C), 1, n, C, Vp, maxT - pos0);
     for (let l = 0; l < this.config.L; l++) {
       const w = this.layers[l];
       const cache = (buffer: Float32Array) => buffer.subarray(l * maxT * C, (l + 1) * maxT * C);
