@@ -58,14 +58,16 @@ def p(a):
     return a.ctypes.data_as(fptr)
 
 
-def make_call(layout, BT, C, OC):
-    rng = np.random.default_rng(1)
+def operands(rng, BT, C, OC):
+    """Random inp, w, dout and the three outputs (out, dinp, dw) of one linear-layer shape."""
     inp = rng.standard_normal((BT, C), np.float32)
     w = rng.standard_normal((OC, C), np.float32)
     dout = rng.standard_normal((BT, OC), np.float32)
-    out = np.empty((BT, OC), np.float32)
-    dinp = np.zeros((BT, C), np.float32)
-    dw = np.zeros((OC, C), np.float32)
+    return inp, w, dout, np.empty((BT, OC), np.float32), np.zeros((BT, C), np.float32), np.zeros((OC, C), np.float32)
+
+
+def make_call(layout, BT, C, OC):
+    inp, w, dout, out, dinp, dw = operands(np.random.default_rng(1), BT, C, OC)
     if not args.cblas:
         if layout == "fwd":
             return lambda: np.matmul(inp, w.T, out=out)
@@ -123,12 +125,7 @@ def head_to_head():
     rng = np.random.default_rng(1)
     for BT in [256] if args.quick else [256, 1024]:
         for C, OC in SHAPES:
-            inp = rng.standard_normal((BT, C), np.float32)
-            w = rng.standard_normal((OC, C), np.float32)
-            dout = rng.standard_normal((BT, OC), np.float32)
-            out = np.empty((BT, OC), np.float32)
-            dinp = np.zeros((BT, C), np.float32)
-            dw = np.zeros((OC, C), np.float32)
+            inp, w, dout, out, dinp, dw = operands(rng, BT, C, OC)
             calls = {
                 "fwd": (lambda: ours.llmts_matmul_forward(p(out), p(inp), p(w), None, BT, C, OC),
                         lambda: openblas.cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, BT, OC, C, 1.0, p(inp), C, p(w), C, 0.0, p(out), OC)),
