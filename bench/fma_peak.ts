@@ -1,22 +1,24 @@
-// The machine's FMA ceiling: 12 independent vector-FMA chains per thread on every pool thread.
+// The machine's FMA ceiling (src/perf/peak.ts): 12 independent vector-FMA chains per thread on
+// every pool thread, at the matmul kernels' vector width.
 //   bun bench/fma_peak.ts [--json] [--quick]
-// Prints GFLOP/s for 1 and 2 threads, for 8-lane (AVX2) vectors and, when the kernels were built
-// with AVX-512, 16-lane vectors too (the width the matmul kernels then use).
+// Prints the median and the best of several samples for 1 thread and for all threads (up to 2).
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { matmulLanes } from "../src/ffi.ts";
-import { measurePeak } from "./peak_measure.ts";
+import { defaultThreadCount } from "../src/ffi.ts";
+import { measureFmaPeak } from "../src/perf/peak.ts";
 
 const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
-const runs = values.quick ? 3 : 7;
-const widths = matmulLanes() === 16 ? [8, 16] : [8];
-for (const width of widths) {
-  const one = measurePeak(1, width, runs);
-  const two = measurePeak(2, width, runs);
+const samples = values.quick ? 3 : 7;
+const threadCounts = [...new Set([1, Math.min(2, defaultThreadCount())])];
+const results = threadCounts.map((threads) => measureFmaPeak(threads, { samples, ms: 150 }));
+for (const r of results) {
   if (values.json) {
-    console.log(JSON.stringify({ peak_gflops: one, threads: 1, width }));
-    console.log(JSON.stringify({ peak_gflops: two, threads: 2, width }));
+    console.log(JSON.stringify({ bench: "fma_peak", threads: r.threads, lanes: r.lanes, peak_gflops: r.gflops, best_gflops: r.best, samples: r.samples, load_avg: loadavg()[0] }));
   } else {
-    console.log(`FMA peak, ${width}-lane vectors: 1 thread ${one.toFixed(1)} GFLOP/s, 2 threads ${two.toFixed(1)} GFLOP/s (×${(two / one).toFixed(2)}), median of ${runs}`);
+    console.log(`FMA peak, ${r.lanes}-lane vectors, ${r.threads} thread${r.threads === 1 ? "" : "s"}: median ${r.gflops.toFixed(1)} GFLOP/s, best ${r.best.toFixed(1)} (${samples} samples of 150 ms)`);
   }
 }
-if (!values.json) console.log(`matmul kernels use ${matmulLanes()}-lane vectors`);
+if (!values.json) {
+  if (results.length === 2) console.log(`scaling 1 → ${results[1].threads} threads: ×${(results[1].gflops / results[0].gflops).toFixed(2)}`);
+  console.log(`load average ${loadavg()[0].toFixed(2)} (figures drop when other processes share the cores)`);
+}

@@ -8,8 +8,9 @@ import { parseArgs } from "node:util";
 import { decodeMatvec, defaultThreadCount, matmulForward, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { argmax } from "../src/infer/sampling.ts";
-import { namedConfig, parameterCount } from "../src/model/config.ts";
-import { randomGpt2Params } from "../test/helpers/gpt2_weights.ts";
+import { namedConfig } from "../src/model/config.ts";
+import { randomWeights } from "../src/model/init.ts";
+import { parameterCount } from "../src/model/weights.ts";
 import { randomTokens } from "../test/helpers/random.ts";
 
 const { values } = parseArgs({
@@ -30,8 +31,9 @@ const time = (f: () => void) => {
 };
 
 log(`generate bench: ${values.model} (L=${L} C=${C} Vp=${Vp}, ${(parameterCount(config) / 1e6).toFixed(1)}M params), ${threads} threads${quick ? ", quick" : ""}`);
-const params = randomGpt2Params(config, 1234);
-const engine = new InferenceEngine(config, params);
+const weights = randomWeights(config, 1234, { std: 0.02 });
+const params = weights.params;
+const engine = new InferenceEngine(weights);
 
 // Copy bandwidth: 128 MiB per buffer, far beyond the 32 MiB L3; best of a few runs.
 const copyFloats = 32 << 20;

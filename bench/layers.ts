@@ -7,7 +7,8 @@ import {
   adamwUpdate, geluBackward, geluForward, gradNormSquared, layernormBackward, layernormForward, residualForward,
   softmaxCrossEntropyBackward, softmaxCrossEntropyForward, threadCount,
 } from "../src/ffi.ts";
-import { namedConfig, parameterCount } from "../src/model/config.ts";
+import { namedConfig } from "../src/model/config.ts";
+import { parameterCount } from "../src/model/weights.ts";
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
 const quick = values.quick ?? false;

@@ -10,7 +10,7 @@
 // has AVX-512, else 8); the 8-lane (AVX2) ceiling is printed too.
 import { parseArgs } from "node:util";
 import { matmulBackwardInput, matmulBackwardWeight, matmulForward, matmulLanes, setThreads, defaultThreadCount } from "../src/ffi.ts";
-import { measurePeak, median } from "./peak_measure.ts";
+import { measureFmaPeak, median } from "../src/perf/peak.ts";
 
 const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
 const quick = values.quick ?? false;
@@ -77,7 +77,7 @@ function measure(threads: number, BTs: number[], shapes: Array<[number, number]>
 const threadCounts = quick ? [THREADS] : [...new Set([THREADS, 1])];
 // The ceiling before and after the shapes; the median of all samples is the reference.
 const samples = new Map<number, number[]>();
-const samplePeaks = () => { for (const t of threadCounts) samples.set(t, [...(samples.get(t) ?? []), measurePeak(t, width, peakRuns)]); };
+const samplePeaks = () => { for (const t of threadCounts) samples.set(t, [...(samples.get(t) ?? []), measureFmaPeak(t, { samples: peakRuns, ms: 150 }).gflops]); };
 samplePeaks();
 for (const t of threadCounts) peaks.set(t, samples.get(t)![0]);
 measure(THREADS, quick ? [256] : [256, 1024], SHAPES, LAYOUTS);

@@ -7,11 +7,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { fmaPeakGflops, matmulLanes, threadCount } from "../src/ffi.ts";
+import { threadCount } from "../src/ffi.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
-import { type GPT2Config, namedConfig, parameterCount } from "../src/model/config.ts";
+import { namedConfig } from "../src/model/config.ts";
+import { trainingStepFlops } from "../src/model/flops.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/optim/adamw.ts";
+import { measureFmaPeak, median, mfuPercent, type PeakMeasurement } from "../src/perf/peak.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const SHAPES: Record<string, { B: number; T: number }> = { d12: { B: 4, T: 64 }, d6: { B: 8, T: 128 } };
@@ -43,42 +45,23 @@ export interface StepResult {
   load_avg: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
 function peakRssMb(): number {
   const status = readFileSync("/proc/self/status", "utf8");
   const match = /VmHWM:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
-/** Training FLOPs per step: 6·params·tokens (matmuls, forward + backward) + attention 12·L·C·T per token. */
-export function stepFlops(config: GPT2Config, B: number, T: number): number {
-  return 6 * parameterCount(config) * B * T + 12 * config.L * config.C * T * B * T;
-}
-
-/**
- * FMA peak of `threads` threads, from the matmul helper's microbenchmark. The MAX of several short
- * samples: other processes on the shared cores can only lower a sample, so the largest is the best
- * estimate of the ceiling (a median under load would overstate the MFU).
- */
-function measurePeak(threads: number): { gflops: number; source: string } {
-  // At the vector width the matmul kernels were built for (16 where the CPU has AVX-512). Also
-  // threads × the 1-thread figure: a 1-thread sample needs only one free core at a time, so it
-  // survives other load better, and N cores cannot do less than N times one core's ceiling.
-  const width = matmulLanes();
-  const samples = Array.from({ length: quick ? 3 : 5 }, () => Math.max(fmaPeakGflops(threads, 150, width), threads * fmaPeakGflops(1, 100, width)));
-  return { gflops: Math.max(...samples), source: `fmaPeakGflops at ${width} lanes, max of samples before and after the steps of max(N-thread, N × 1-thread)` };
+/** The peak before and after the steps, pooled: the median of all samples is the MFU denominator. */
+function pooledPeak(before: PeakMeasurement, after: PeakMeasurement): PeakMeasurement {
+  const samples = [...before.samples, ...after.samples];
+  return { ...before, samples, gflops: median(samples), best: Math.max(...samples), source: `${before.source}, before and after the steps (${samples.length} samples)` };
 }
 
 function runChild(name: string, dir: string): StepResult {
   const config = namedConfig(name);
   const { B, T } = SHAPES[name] ?? { B: 4, T: 64 };
   const threads = threadCount();
-  const peak = measurePeak(threads);
+  const peakBefore = measureFmaPeak(threads);
 
   const t0 = performance.now();
   const model = GPT2.init(config, 1337);
@@ -87,7 +70,7 @@ function runChild(name: string, dir: string): StepResult {
   for (let i = 0; i < tokens.length; i++) tokens[i] = (i * 7919 + 13) % config.V;
   const inputs = tokens.subarray(0, B * T), targets = tokens.subarray(1);
   writeFileSync(join(dir, `${name}.tokens`), tokens);
-  writeLlmcCheckpoint(join(dir, `${name}.bin`), config, model.params);
+  writeLlmcCheckpoint(join(dir, `${name}.bin`), model.weights);
   const opt = new AdamW(model.params.length, { lr: 1e-4 });
   const times: number[] = [], forwards: number[] = [], backwards: number[] = [], adamws: number[] = [];
   const profile = new Map<string, number>();
@@ -113,8 +96,7 @@ function runChild(name: string, dir: string): StepResult {
     profile.set("zero_grad", (profile.get("zero_grad") ?? 0) + afterZero - start);
     profile.set("adamw", (profile.get("adamw") ?? 0) + end - afterBackward);
   }
-  const peakAfter = measurePeak(threads);
-  if (peakAfter.gflops > peak.gflops) peak.gflops = peakAfter.gflops;
+  const peak = pooledPeak(peakBefore, measureFmaPeak(threads));
   const ms = median(times);
   const split: Record<string, number> = {};
   let accounted = 0;
@@ -123,12 +105,12 @@ function runChild(name: string, dir: string): StepResult {
     accounted += total / steps;
   }
   split.other = times.reduce((a, b) => a + b, 0) / steps - accounted;
-  const flops = stepFlops(config, B, T);
+  const flops = trainingStepFlops(config, T, B * T);
   const gflops = flops / (ms * 1e6);
   const n = model.params.length;
   return {
     config: name, B, T, threads, ms_per_step: ms, tokens_per_s: (B * T) / (ms / 1000), gflops,
-    mfu_pct: (100 * gflops) / peak.gflops, peak_rss_mb: peakRssMb(), split_ms: split, torch_ms_per_step: null,
+    mfu_pct: mfuPercent(flops, ms / 1000, peak.gflops), peak_rss_mb: peakRssMb(), split_ms: split, torch_ms_per_step: null,
     forward_ms: median(forwards), backward_ms: median(backwards), adamw_ms: median(adamws),
     adamw_gb_s: (28 * n) / (median(adamws) * 1e6), // params r+w, m r+w, v r+w, grads r: 7 floats
     peak_gflops: peak.gflops, peak_source: peak.source, params: n, init_ms: initMs,

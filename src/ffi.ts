@@ -89,6 +89,9 @@ function lib(): Library {
   return library;
 }
 
+/** The most threads the kernel pool takes. */
+export const MAX_THREADS = 64;
+
 /** LLMTS_THREADS when set, else the number of cores this process may use. */
 export function defaultThreadCount(): number {
   const env = process.env.LLMTS_THREADS;

@@ -55,13 +55,13 @@ describe("writeFileAtomic", () => {
 
 describe("writeLlmcCheckpoint is atomic", () => {
   const config: GPT2Config = { maxT: 8, V: 20, Vp: 128, L: 1, NH: 2, C: 4 };
-  test("overwriting a checkpoint goes through a rename; a refused write leaves the old one readable", () => {
+  test("overwriting a checkpoint goes through a rename: a reader holding the old file still reads it whole", () => {
     const path = join(dir, "model.bin");
     const first = GPT2.init(config, 1), second = GPT2.init(config, 2);
-    writeLlmcCheckpoint(path, config, first.params);
+    writeLlmcCheckpoint(path, first.weights);
     const fd = openSync(path, "r");
     try {
-      writeLlmcCheckpoint(path, config, second.params);
+      writeLlmcCheckpoint(path, second.weights);
       const head = new Int32Array(2);
       readSync(fd, new Uint8Array(head.buffer), 0, 8, 0);
       expect([...head]).toEqual([20240326, 3]);
@@ -71,8 +71,6 @@ describe("writeLlmcCheckpoint is atomic", () => {
     } finally {
       closeSync(fd);
     }
-    expect(Buffer.from(readLlmcCheckpoint(path).params.buffer).equals(Buffer.from(second.params.buffer))).toBe(true);
-    expect(() => writeLlmcCheckpoint(path, config, new Float32Array(3))).toThrow(/3 parameters given/);
     expect(Buffer.from(readLlmcCheckpoint(path).params.buffer).equals(Buffer.from(second.params.buffer))).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes("model.bin"))).toEqual(["model.bin"]);
   });

@@ -4,19 +4,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { defaultThreadCount, setThreads } from "../src/ffi.ts";
 import { readLlmcCheckpoint } from "../src/io/llmc.ts";
-import { type GPT2Config, PARAMETER_NAMES } from "../src/model/config.ts";
+import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
-import { parameterLayout } from "../src/model/parameters.ts";
+import { randomWeights } from "../src/model/init.ts";
+import { GPT2Weights, PARAMETER_NAMES, parameterLayout } from "../src/model/weights.ts";
 import { AdamW, gradNorm } from "../src/optim/adamw.ts";
-import { fixtureParameters } from "../scripts/gpt2_fixture.ts";
+import { FIXTURE_WEIGHTS } from "../scripts/gpt2_fixture.ts";
 import { FIXTURE_DIR, readTorchFixture } from "./helpers/fixture.ts";
 import { randomTokens, rng } from "./helpers/random.ts";
 
 const fixture = readTorchFixture();
-const loadFixtureModel = () => {
-  const { config, params } = readLlmcCheckpoint(join(FIXTURE_DIR, "gpt2_small.bin"));
-  return new GPT2(config, params);
-};
+const loadFixtureModel = () => new GPT2(readLlmcCheckpoint(join(FIXTURE_DIR, "gpt2_small.bin")));
 
 /** ‖got − want‖₂ / ‖want‖₂ over [lo, hi). */
 function relativeError(got: ArrayLike<number>, want: ArrayLike<number>, lo = 0, hi = want.length): number {
@@ -85,7 +83,7 @@ describe("GPT-2 vs PyTorch (fixture: V=300 Vp=384 L=2 NH=3 C=48, B=2 T=13, non-z
 
   test("padded rows of wte get exactly zero gradient (their logits never reach the loss through the softmax)", () => {
     // lnf·wte[pad] only feeds logits V..Vp, which the softmax excludes: dwte[pad] must be 0.
-    const pad = model.gradientViews().wte.subarray(config.V * config.C);
+    const pad = model.gradients.tensors.wte.subarray(config.V * config.C);
     expect(pad.every((x) => x === 0)).toBe(true);
   });
 
@@ -111,7 +109,7 @@ describe("finite differences on a tiny model", () => {
   // tiny config, random non-small parameters (as the fixture), B=2 T=5.
   const config: GPT2Config = { maxT: 8, V: 37, Vp: 128, L: 2, NH: 2, C: 16 };
   const B = 2, T = 5;
-  const model = new GPT2(config, fixtureParameters(config, 99));
+  const model = new GPT2(randomWeights(config, 42, FIXTURE_WEIGHTS));
   const tokens = randomTokens(B * T + 1, config.V, 3);
   const inputs = tokens.slice(0, B * T), targets = tokens.slice(1);
   model.forward(inputs, targets, B, T);
@@ -165,7 +163,7 @@ describe("determinism", () => {
   });
 
   test("GPT2.init follows GPT-2's scheme", () => {
-    const v = GPT2.init(config, 1).parameterViews();
+    const v = GPT2.init(config, 1).weights.tensors;
     const std = (x: Float32Array) => Math.sqrt(x.reduce((s, y) => s + y * y, 0) / x.length);
     expect(Math.abs(std(v.qkvw) / 0.02 - 1)).toBeLessThan(0.02);
     expect(Math.abs(std(v.fcw) / 0.02 - 1)).toBeLessThan(0.02);
@@ -294,7 +292,7 @@ describe("input validation", () => {
     expect(() => model.forward(new Float32Array(6) as unknown as Int32Array, null, 2, 3)).toThrow(/Int32Array/);
   });
   test("a parameter buffer of the wrong size is refused", () => {
-    expect(() => new GPT2(fixture.config, new Float32Array(10))).toThrow(/must be a Float32Array of/);
+    expect(() => new GPT2Weights(fixture.config, new Float32Array(10))).toThrow(/must be a Float32Array of/);
   });
 });
 

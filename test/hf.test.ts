@@ -10,10 +10,10 @@ import { join, resolve } from "node:path";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { readHuggingFaceFolder, writeHuggingFaceFolder } from "../src/io/hf.ts";
 import { readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
-import { detectWeightsFormat, loadWeights } from "../src/io/load_weights.ts";
+import { loadWeights, resolveWeightsPath } from "../src/io/load_weights.ts";
+import { randomWeights } from "../src/model/init.ts";
+import { GPT2Weights, parameterLayout } from "../src/model/weights.ts";
 import type { GPT2Config } from "../src/model/config.ts";
-import { parameterLayout } from "../src/model/parameters.ts";
-import { randomGpt2Params } from "./helpers/gpt2_weights.ts";
 import { type Dtype, quantize, type RawTensor, writeHfFolder } from "./helpers/hf_folder.ts";
 import { randomTokens } from "./helpers/random.ts";
 
@@ -25,14 +25,14 @@ let counter = 0;
 const folder = () => join(dir, `m${counter++}`);
 
 function weights(dtype: Dtype): Float32Array {
-  const params = quantize(randomGpt2Params(CONFIG, 3, 0.2), dtype);
+  const params = quantize(randomWeights(CONFIG, 3, { std: 0.2 }).params, dtype);
   const { offsets } = parameterLayout(CONFIG);
   params.fill(0, offsets.wte + CONFIG.V * CONFIG.C, offsets.wte + CONFIG.Vp * CONFIG.C);
   return params;
 }
 
 function logitsOf(params: Float32Array, tokens: Int32Array): Float32Array {
-  return new InferenceEngine(CONFIG, params).prefill(tokens, { allLogits: true });
+  return new InferenceEngine(new GPT2Weights(CONFIG, params)).prefill(tokens, { allLogits: true });
 }
 
 describe("readHuggingFaceFolder", () => {
@@ -48,8 +48,8 @@ describe("readHuggingFaceFolder", () => {
       const hf = folder();
       writeHfFolder(hf, CONFIG, params, variant);
       const llmc = join(dir, `m${counter++}.bin`);
-      writeLlmcCheckpoint(llmc, CONFIG, params);
-      expect(detectWeightsFormat(hf)).toBe("hf");
+      writeLlmcCheckpoint(llmc, new GPT2Weights(CONFIG, params));
+      expect(resolveWeightsPath(hf).format).toBe("hf");
       const fromHf = loadWeights(hf);
       const fromLlmc = readLlmcCheckpoint(llmc);
       expect(fromHf.config).toEqual(CONFIG);
@@ -77,7 +77,7 @@ describe("readHuggingFaceFolder", () => {
   test("writeHuggingFaceFolder round-trips through the reader, and its files load in the test layout", () => {
     const params = weights("F32");
     const out = folder();
-    writeHuggingFaceFolder(out, CONFIG, params);
+    writeHuggingFaceFolder(out, new GPT2Weights(CONFIG, params));
     const back = readHuggingFaceFolder(out);
     expect(back.config).toEqual(CONFIG);
     expect(back.params).toEqual(params);
@@ -155,6 +155,6 @@ describe("bun run convert", () => {
     expect(convert("--to", join(dir, "x.bin"))).toMatchObject({ code: 2, stderr: expect.stringMatching(/--from PATH and --to PATH are required/) });
     const hf = folder();
     writeHfFolder(hf, CONFIG, weights("F32"));
-    expect(convert("--from", hf, "--to", join(dir, "y"), "--format", "onnx")).toMatchObject({ code: 2, stderr: expect.stringMatching(/--format must be llmc or hf/) });
+    expect(convert("--from", hf, "--to", join(dir, "y"), "--format", "onnx")).toMatchObject({ code: 2, stderr: expect.stringMatching(/--format: expected one of llmc, hf, got "onnx"/) });
   });
 });

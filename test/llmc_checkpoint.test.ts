@@ -4,11 +4,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CheckpointError, readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
+import { CheckpointError } from "../src/io/checks.ts";
+import { readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import { loadWeights } from "../src/io/load_weights.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
-import { parameterLayout } from "../src/model/parameters.ts";
+import { parameterLayout } from "../src/model/weights.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "llmts-ckpt-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,7 +17,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const config: GPT2Config = { maxT: 24, V: 101, Vp: 128, L: 3, NH: 2, C: 10 };
 const model = GPT2.init(config, 17);
 const good = join(dir, "good.bin");
-writeLlmcCheckpoint(good, model.config, model.params);
+writeLlmcCheckpoint(good, model.weights);
 const goodBytes = readFileSync(good);
 
 /** Writes a damaged copy of the good file and returns its path. */
@@ -55,15 +56,15 @@ describe("llm.c checkpoint round trip", () => {
   });
 
   test("write → read → the same config and bit-identical parameters, usable by GPT2 without a copy", () => {
-    const { config: read, params } = readLlmcCheckpoint(good);
-    expect(read).toEqual(config);
-    expect(Buffer.from(params.buffer).equals(Buffer.from(model.params.buffer))).toBe(true);
-    const loaded = new GPT2(read, params);
-    expect(loaded.params).toBe(params);
+    const weights = readLlmcCheckpoint(good);
+    expect(weights.config).toEqual(config);
+    expect(Buffer.from(weights.params.buffer).equals(Buffer.from(model.params.buffer))).toBe(true);
+    const loaded = new GPT2(weights);
+    expect(loaded.params).toBe(weights.params);
     const tokens = new Int32Array([1, 5, 100, 7, 0, 3]);
     expect(loaded.forward(tokens, tokens, 2, 3)).toBe(model.forward(tokens, tokens, 2, 3));
     expect(loadWeights(good).config).toEqual(config);
-    const fromFile = GPT2.fromFile(good);
+    const fromFile = new GPT2(loadWeights(good));
     expect(Buffer.from(fromFile.params.buffer).equals(Buffer.from(model.params.buffer))).toBe(true);
     expect(fromFile.params.byteLength).toBe(fromFile.params.buffer.byteLength); // its own buffer, nothing more
   });

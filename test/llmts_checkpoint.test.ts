@@ -4,9 +4,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { namedConfig, parameterCount } from "../src/model/config.ts";
+import { namedConfig } from "../src/model/config.ts";
+import { GPT2Weights, parameterCount } from "../src/model/weights.ts";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
-import { detectWeightsFormat, loadWeights } from "../src/io/load_weights.ts";
+import { loadWeights, resolveWeightsPath } from "../src/io/load_weights.ts";
 import { randomF32 } from "./helpers/random.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "llmts-ckpt-"));
@@ -15,13 +16,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const config = namedConfig("tiny");
 const count = parameterCount(config);
 const params = randomF32(count, 1);
+const weights = new GPT2Weights(config, params);
 const m = randomF32(count, 2, 0.01);
 const v = randomF32(count, 3, 0.001).map(Math.abs);
 const state = { hyper: { lr: 3e-4, beta1: 0.9 }, loader: { position: 12345, rng: [1, 2, 3, 4] }, note: "é ✓" };
 
 function written(name: string, withMoments = true): string {
   const path = join(dir, name);
-  writeLlmtsCheckpoint(path, { config, params, ...(withMoments ? { m, v } : {}), step: 77, state });
+  writeLlmtsCheckpoint(path, { weights, ...(withMoments ? { m, v } : {}), step: 77, state });
   return path;
 }
 
@@ -55,8 +57,8 @@ function withHeader(name: string, edit: (h: Record<string, any>) => void): strin
 describe("llm.ts checkpoint", () => {
   test("round trip is bit-exact for params, moments, step and state", () => {
     const got = readLlmtsCheckpoint(written("a.ckpt"));
-    expect(got.config).toEqual(config);
-    expect(Buffer.from(got.params.buffer).equals(Buffer.from(params.buffer))).toBe(true);
+    expect(got.weights.config).toEqual(config);
+    expect(Buffer.from(got.weights.params.buffer).equals(Buffer.from(params.buffer))).toBe(true);
     expect(Buffer.from(got.m!.buffer).equals(Buffer.from(m.buffer))).toBe(true);
     expect(Buffer.from(got.v!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
     expect(got.step).toBe(77);
@@ -90,19 +92,18 @@ describe("llm.ts checkpoint", () => {
 
   test("loadWeights detects and reads it", () => {
     const path = written("lw.ckpt");
-    expect(detectWeightsFormat(path)).toBe("llmts");
+    expect(resolveWeightsPath(path)).toEqual({ path, format: "llmts" });
     const got = loadWeights(path);
     expect(got.config).toEqual(config);
     expect(got.params).toEqual(params);
   });
 
-  test("writer rejects wrong sizes and reserved state keys", () => {
+  test("writer rejects unpaired or short moments, a bad step and reserved state keys", () => {
     const path = join(dir, "bad.ckpt");
-    expect(() => writeLlmtsCheckpoint(path, { config, params: params.subarray(1), step: 0 })).toThrow(/parameters given/);
-    expect(() => writeLlmtsCheckpoint(path, { config, params, m, step: 0 })).toThrow(/both AdamW moments/);
-    expect(() => writeLlmtsCheckpoint(path, { config, params, m, v: v.subarray(1), step: 0 })).toThrow(/AdamW v has/);
-    expect(() => writeLlmtsCheckpoint(path, { config, params, step: 0, state: { tensors: 1 } })).toThrow(/reserved key/);
-    expect(() => writeLlmtsCheckpoint(path, { config, params, step: -1 })).toThrow(/step/);
+    expect(() => writeLlmtsCheckpoint(path, { weights, m, step: 0 })).toThrow(/both AdamW moments/);
+    expect(() => writeLlmtsCheckpoint(path, { weights, m, v: v.subarray(1), step: 0 })).toThrow(/AdamW v has/);
+    expect(() => writeLlmtsCheckpoint(path, { weights, step: 0, state: { tensors: 1 } })).toThrow(/reserved key/);
+    expect(() => writeLlmtsCheckpoint(path, { weights, step: -1 })).toThrow(/step/);
   });
 
   test("reader errors name the file and the problem", () => {
@@ -133,7 +134,7 @@ describe("llm.ts checkpoint", () => {
     const bad = params.slice();
     bad[count - 1] = NaN; // the last element belongs to lnfb
     const path = join(dir, "nan.ckpt");
-    writeLlmtsCheckpoint(path, { config, params: bad, step: 1 });
+    writeLlmtsCheckpoint(path, { weights: new GPT2Weights(config, bad), step: 1 });
     expect(() => readLlmtsCheckpoint(path)).toThrow(/lnfb has a non-finite value/);
   });
 });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DataError, TokenLoader } from "../src/data/loader.ts";
 import { tokenFileHeader, writeTokenFile } from "../src/data/token_file.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/base/rng.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "llmts-loader-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,14 +4,15 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError } from "../src/cli/flags.ts";
+import { UsageError } from "../src/base/errors.ts";
 import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
 import { loadWeights } from "../src/io/load_weights.ts";
-import { FLAGS, parseTrainArgs, type TrainOptions } from "../src/train/options.ts";
+import { DEFAULTS, FLAGS, parseTrainArgs, type TrainFlags } from "../src/train/options.ts";
+import { type RunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { Progress } from "../src/train/progress.ts";
 import { lossCurveSvg } from "../src/train/run_log.ts";
 import { learningRate } from "../src/train/schedule.ts";
-import { setupRun, trainLoop, TrainingFailed } from "../src/train/trainer.ts";
+import { DEFAULT_DATA, setupRun, trainLoop, TrainingFailed } from "../src/train/trainer.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "llmts-train-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,7 +78,7 @@ describe("flag validation", () => {
 
   test("good values parse to typed options", () => {
     const { given } = parseTrainArgs(["--batch", "4", "--lr", "3e-4", "--schedule", "cosine", "--no-shuffle", "--train-data", "a*.bin", "--train-data", "b.bin", "--steps", "1_000"]);
-    expect(given).toEqual({ batch: 4, lr: 3e-4, schedule: "cosine", shuffle: false, trainData: ["a*.bin", "b.bin"], steps: 1000 } as Partial<TrainOptions>);
+    expect(given).toEqual({ batch: 4, lr: 3e-4, schedule: "cosine", shuffle: false, trainData: ["a*.bin", "b.bin"], steps: 1000 } as Partial<TrainFlags>);
   });
 
   test("CLI: bad flags and bad combinations exit 2 before any work", () => {
@@ -182,7 +183,8 @@ describe("training runs", () => {
     expect(b.map((e) => [e.loss, e.lr, e.grad_norm])).toEqual(a.map((e) => [e.loss, e.lr, e.grad_norm]));
     const ca = readLlmtsCheckpoint(join(straight, "ckpt_00000024.llmts"));
     const cb = readLlmtsCheckpoint(join(split, "ckpt_00000024.llmts"));
-    for (const key of ["params", "m", "v"] as const) expect(Buffer.from(cb[key]!.buffer).equals(Buffer.from(ca[key]!.buffer))).toBe(true);
+    expect(Buffer.from(cb.weights.params.buffer).equals(Buffer.from(ca.weights.params.buffer))).toBe(true);
+    for (const key of ["m", "v"] as const) expect(Buffer.from(cb[key]!.buffer).equals(Buffer.from(ca[key]!.buffer))).toBe(true);
     const withoutFiles = (state: unknown) => ({ ...(state as object), files: null });
     expect(withoutFiles(cb.state.loader)).toEqual(withoutFiles(ca.state.loader));
   }, 60000);
@@ -212,6 +214,103 @@ describe("training runs", () => {
     // Same tokens, same model: float32 sums in another order differ in the last bits only.
     for (let i = 0; i < 3; i++) expect(Math.abs(two[i] - ref[i])).toBeLessThan(2e-5 * ref[i]);
   }, 30000);
+});
+
+describe("the run spec", () => {
+  /** Every value of a JSON tree, for the "no nulls" check. */
+  const leaves = (x: unknown): unknown[] => (x !== null && typeof x === "object" ? Object.values(x).flatMap(leaves) : [x]);
+  const specOf = (path: string) => readLlmtsCheckpoint(path).state.spec as RunSpec;
+  const base = [...TINY, "--steps", "2", "--val-every", "0", "--ckpt-every", "0"];
+
+  test("is saved whole in the checkpoint: every value concrete, none null", async () => {
+    const ckpt = join(dir, "spec_saved");
+    const run = setupRun(parseTrainArgs([...base, "--ckpt-dir", ckpt]).given, () => {});
+    await trainLoop(run, quiet, () => false);
+    const spec = specOf(join(ckpt, "ckpt_00000002.llmts"));
+    expect(spec).toEqual(JSON.parse(JSON.stringify(run.spec)));
+    for (const value of leaves(spec)) expect(value === null || value === undefined).toBe(false);
+    expect(spec.lr).toBe(1e-4);
+    expect(spec.totalBatch).toBe(2 * 16);
+    expect(spec.model).toEqual({ fresh: "d2" });
+    expect(Object.isFrozen(run.spec)).toBe(true);
+  });
+
+  test("a resumed run uses the saved spec even where the code's defaults changed since", async () => {
+    const ckpt = join(dir, "spec_defaults");
+    // Flags left out on purpose: lr, betas, eps, weight decay, grad clip, schedule, seed come from defaults.
+    const first = setupRun(parseTrainArgs(["--model", "d2", "--batch", "2", "--seq", "16", "--text", text, "--sample-tokens", "0", "--steps", "2", "--val-every", "0", "--ckpt-dir", ckpt]).given, () => {});
+    await trainLoop(first, quiet, () => false);
+    const changed = specDefaults(DEFAULT_DATA, { ...DEFAULTS, lr: 7e-4, beta1: 0.5, beta2: 0.9, eps: 1e-6, weightDecay: 0.3, gradClip: 0.25, schedule: "cosine", seed: 4, batch: 3, seq: 8, ckptEvery: 1 });
+    // The injected defaults do reach a fresh run…
+    const fresh = setupRun(parseTrainArgs(["--model", "d2", "--text", text, "--ckpt-dir", join(dir, "spec_defaults_fresh")]).given, () => {}, changed);
+    expect([fresh.spec.lr, fresh.spec.beta1, fresh.spec.seed, fresh.spec.batch, fresh.spec.schedule]).toEqual([7e-4, 0.5, 4, 3, "cosine"]);
+    // …and not a resumed one.
+    const resumed = setupRun(parseTrainArgs(["--resume", "latest", "--ckpt-dir", ckpt, "--steps", "3"]).given, () => {}, changed);
+    const saved = first.spec;
+    expect(resumed.spec).toEqual({ ...saved, steps: 3 });
+    expect(resumed.optimizer.hyper).toEqual({ lr: saved.lr, beta1: saved.beta1, beta2: saved.beta2, eps: saved.eps, weightDecay: saved.weightDecay });
+    await trainLoop(resumed, quiet, () => false);
+    const log = readLog(join(ckpt, "log.jsonl")).filter((e) => "loss" in e);
+    expect(log.map((e) => e.lr)).toEqual([1e-4, 1e-4, 1e-4]);
+  }, 30000);
+
+  test("the same command line with --resume latest added works; a changed arithmetic flag is refused naming both values", async () => {
+    const ckpt = join(dir, "spec_repeat");
+    const line = [...base, "--ckpt-dir", ckpt, "--lr", "3e-4", "--seed", "9"];
+    expect(cliSync(line).exitCode).toBe(0);
+    const again = cliSync([...line, "--resume", "latest", "--steps", "3", "--threads", "1", "--val-every", "1"]);
+    expect(again.stderr.toString()).toContain("resumed from");
+    expect(again.exitCode).toBe(0);
+    const cases: Array<[string[], RegExp]> = [
+      [["--lr", "1e-3"], /--lr 0\.001 contradicts the checkpoint's 0\.0003/],
+      [["--seed", "10"], /--seed 10 contradicts the checkpoint's 9/],
+      [["--batch", "4"], /--batch 4 contradicts the checkpoint's 2/],
+      [["--model", "d4"], /--model d4 contradicts the checkpoint's fresh d2/],
+      [["--no-shuffle"], /--no-shuffle false contradicts the checkpoint's true/],
+      [["--total-batch", "64"], /--total-batch 64 contradicts the checkpoint's 32/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = cliSync(["--resume", "latest", "--ckpt-dir", ckpt, "--steps", "5", ...flags]);
+      expect(r.stderr.toString()).toMatch(message);
+      expect(r.exitCode).toBe(2);
+    }
+  }, 60000);
+
+  test("--init repeated on resume is accepted; another --init is refused", async () => {
+    const source = join(dir, "spec_source");
+    expect(cliSync([...base, "--ckpt-dir", source]).exitCode).toBe(0);
+    const ckpt = join(dir, "spec_init");
+    const line = [...TINY.filter((a) => a !== "--model" && a !== "d2"), "--init", source, "--steps", "1", "--val-every", "0", "--ckpt-dir", ckpt];
+    expect(cliSync(line).exitCode).toBe(0);
+    expect(specOf(join(ckpt, "ckpt_00000001.llmts")).model).toEqual({ file: source });
+    const again = cliSync([...line, "--resume", "latest", "--steps", "2"]);
+    expect(again.exitCode).toBe(0);
+    const other = cliSync([...line, "--resume", "latest", "--steps", "3", "--init", join(source, "ckpt_00000002.llmts")]);
+    expect(other.exitCode).toBe(2);
+    expect(other.stderr.toString()).toMatch(/--init .*ckpt_00000002\.llmts contradicts the checkpoint's --init .*spec_source/);
+  }, 60000);
+
+  test("a damaged spec in a checkpoint is refused naming the field", () => {
+    const ckpt = join(dir, "spec_saved");
+    const path = join(ckpt, "ckpt_00000002.llmts");
+    const bytes = new Uint8Array(readFileSync(path));
+    const J = new DataView(bytes.buffer).getUint32(12, true);
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + J)));
+    header.spec.lr = -1;
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    bytes.fill(0x20, 16, 16 + J);
+    bytes.set(json, 16);
+    const damaged = join(dir, "spec_damaged.llmts");
+    writeFileSync(damaged, bytes);
+    let error: unknown;
+    try {
+      setupRun(parseTrainArgs(["--resume", damaged, "--ckpt-dir", join(dir, "spec_damaged_dir")]).given, () => {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(/spec_damaged\.llmts: run spec field "lr" is invalid/);
+  });
 });
 
 describe("loss curve SVG", () => {

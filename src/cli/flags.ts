@@ -1,11 +1,9 @@
-// Shared command-line plumbing: typed flag values with errors that name the flag, and the exit
-// code convention (2 = bad usage, before any work; 1 = failure during work).
+// Shared command-line plumbing for every CLI: typed flag values with errors that name the flag,
+// and runCli, which maps errors to the exit codes of src/base/errors.ts (EXIT): bad input (any
+// InputError: flags, files, prompts) exits 2 with a one-line message, anything else exits 1.
+import { EXIT, InputError, UsageError } from "../base/errors.ts";
 
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
-export const EXIT_USAGE = 2;
+export { UsageError };
 
 function fail(flag: string, value: string, want: string): never {
   throw new UsageError(`--${flag}: expected ${want}, got ${JSON.stringify(value)}`);
@@ -41,18 +39,38 @@ export function nonEmptyFlag(flag: string, value: string): string {
   return value;
 }
 
-/** Runs a CLI main: usage errors exit 2 with the message, other errors exit 1. */
-export async function runCli(main: () => Promise<number | void> | number | void): Promise<never> {
+/** A comma-separated list of integers in [min, max] ("1,2, 3"). */
+export function intListFlag(flag: string, value: string, min: number, max: number): number[] {
+  const parts = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (parts.length === 0) fail(flag, value, "a comma-separated list of integers");
+  return parts.map((part) => {
+    if (!/^-?\d+$/.test(part)) fail(flag, value, `integers from ${min} to ${max}, separated by commas ("${part}" is not one)`);
+    const n = Number(part);
+    if (n < min || n > max) fail(flag, value, `integers from ${min} to ${max} (${part} is not)`);
+    return n;
+  });
+}
+
+/**
+ * Runs a CLI main and exits with its code: bad input (InputError, node:util parseArgs errors)
+ * exits 2 with the message, anything else 1 (LLMTS_DEBUG=1 adds the stack).
+ */
+export async function runCli(name: string, main: () => Promise<number | void> | number | void): Promise<never> {
   try {
     const code = await main();
-    process.exit(code ?? 0);
+    process.exit(code ?? EXIT.done);
   } catch (error) {
+    const message = (error as Error).message;
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      process.stderr.write(`error: ${(error as Error).message}\n(see --help)\n`);
-      process.exit(EXIT_USAGE);
+      process.stderr.write(`${name}: ${message}\n(see --help)\n`);
+      process.exit(EXIT.badInput);
     }
-    process.stderr.write(`error: ${(error as Error).message}\n`);
+    if (error instanceof InputError) {
+      process.stderr.write(`${name}: ${message}\n`);
+      process.exit(EXIT.badInput);
+    }
+    process.stderr.write(`${name}: error: ${message}\n`);
     if (process.env.LLMTS_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    process.exit(1);
+    process.exit(EXIT.failure);
   }
 }

@@ -1,20 +1,23 @@
 // bun run generate --ckpt PATH (--prompt TEXT | --prompt-tokens 1,2,3) [options]
 // Samples a continuation with the KV-cache inference engine and streams it to stdout as tokens
 // arrive (only whole UTF-8 characters are printed; a token may end inside one). Timing goes to
-// stderr. Exit codes: 0 done, 2 bad arguments/prompt/checkpoint, 1 anything unexpected.
+// stderr. Exit codes (src/base/errors.ts): 0 done, 2 bad arguments/prompt/checkpoint, 1 anything else.
 import { parseArgs } from "node:util";
-import { parseThreadCount, setThreads, threadCount } from "../ffi.ts";
-import { encode, EOT_TOKEN } from "../data/tokenizer.ts";
-import { InferenceEngine, InferenceError } from "../infer/engine.ts";
+import { EXIT } from "../base/errors.ts";
+import { encode } from "../data/tokenizer.ts";
+import { MAX_THREADS, setThreads, threadCount } from "../ffi.ts";
+import { InferenceEngine } from "../infer/engine.ts";
 import { generate } from "../infer/generate.ts";
-import { SamplingError, type SamplingOptions } from "../infer/sampling.ts";
+import type { SamplingOptions } from "../infer/sampling.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
-import { CheckpointError } from "../io/llmc.ts";
 import { loadWeights } from "../io/load_weights.ts";
+import { EOT_TOKEN } from "../model/config.ts";
+import { intFlag, intListFlag, nonEmptyFlag, numberFlag, runCli, UsageError } from "./flags.ts";
 
 const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-tokens IDS) [options]
 
-  --ckpt PATH            weights: llm.c model file, llm.ts checkpoint, or Hugging Face GPT-2 folder
+  --ckpt PATH            weights: llm.c model file, llm.ts checkpoint, Hugging Face GPT-2 folder,
+                         or a training run folder (its newest checkpoint), e.g. runs/train
   --prompt TEXT          prompt text (GPT-2 tokenizer; <|endoftext|> is the EOT token)
   --prompt-tokens IDS    prompt as comma-separated token ids, e.g. 50256,464
   --max-new-tokens N     tokens to generate at most (default 64)
@@ -28,9 +31,7 @@ const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-toke
 
 Prints the continuation only (not the prompt). Stops at <|endoftext|> (not printed; listed in
 --json tokens), after --max-new-tokens, or when prompt + generated reaches the model's context
-(maxT): a prompt of maxT tokens or more is an error. Errors exit with status 2.`;
-
-class UsageError extends Error {}
+(maxT): a prompt of maxT tokens or more is an error. Bad input exits 2, other failures 1.`;
 
 interface Args {
   ckpt: string;
@@ -42,23 +43,6 @@ interface Args {
   json: boolean;
 }
 
-function number(text: string | undefined, name: string, fallback: number, integer = false): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value))) throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"}, got "${text}"`);
-  return value;
-}
-
-function parsePromptTokens(text: string): Int32Array {
-  const parts = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const ids = parts.map((s) => {
-    if (!/^-?\d+$/.test(s)) throw new UsageError(`--prompt-tokens: "${s}" is not an integer token id`);
-    return Number(s);
-  });
-  if (ids.some((id) => id < 0 || id > 2 ** 31 - 1)) throw new UsageError(`--prompt-tokens: token ids must be ≥ 0`);
-  return Int32Array.from(ids);
-}
-
 function parse(argv: string[]): Args | null {
   const { values } = parseArgs({
     args: argv,
@@ -66,81 +50,67 @@ function parse(argv: string[]): Args | null {
       ckpt: { type: "string" }, prompt: { type: "string" }, "prompt-tokens": { type: "string" },
       "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
       "top-p": { type: "string" }, seed: { type: "string" }, threads: { type: "string" },
-      json: { type: "boolean", default: false }, help: { type: "boolean", default: false },
+      json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
   if (values.help) return null;
   if (values.ckpt === undefined) throw new UsageError("--ckpt PATH is required");
   if ((values.prompt === undefined) === (values["prompt-tokens"] === undefined)) throw new UsageError("give exactly one of --prompt TEXT and --prompt-tokens IDS");
-  const prompt = values.prompt !== undefined ? encode(values.prompt) : parsePromptTokens(values["prompt-tokens"]!);
-  const maxNewTokens = number(values["max-new-tokens"], "max-new-tokens", 64, true);
-  if (maxNewTokens < 1) throw new UsageError(`--max-new-tokens must be ≥ 1, got ${maxNewTokens}`);
+  const prompt = values.prompt !== undefined ? encode(values.prompt) : Int32Array.from(intListFlag("prompt-tokens", values["prompt-tokens"]!, 0, 2 ** 31 - 1));
+  const optional = <T>(value: string | undefined, parse: (v: string) => T, fallback: T): T => (value === undefined ? fallback : parse(value));
   return {
-    ckpt: values.ckpt,
+    ckpt: nonEmptyFlag("ckpt", values.ckpt),
     prompt,
-    maxNewTokens,
+    maxNewTokens: optional(values["max-new-tokens"], (v) => intFlag("max-new-tokens", v, 1), 64),
     sampling: {
-      temperature: number(values.temperature, "temperature", 1),
-      topK: number(values["top-k"], "top-k", 0, true),
-      topP: number(values["top-p"], "top-p", 1),
+      temperature: optional(values.temperature, (v) => numberFlag("temperature", v, 0, 100), 1),
+      topK: optional(values["top-k"], (v) => intFlag("top-k", v, 0), 0),
+      topP: optional(values["top-p"], (v) => numberFlag("top-p", v, 0, 1, { minExclusive: true }), 1),
     },
-    seed: number(values.seed, "seed", 1337, true),
-    threads: values.threads === undefined ? null : parseThreadCount(values.threads, "--threads"),
+    seed: optional(values.seed, (v) => intFlag("seed", v, 0, 0xffffffff), 1337),
+    threads: optional(values.threads, (v) => intFlag("threads", v, 1, MAX_THREADS), null),
     json: values.json ?? false,
   };
 }
 
-function main(argv: string[]): number {
-  let args: Args | null;
-  try {
-    args = parse(argv);
-  } catch (error) {
-    process.stderr.write(`generate: ${(error as Error).message}\n(see --help)\n`);
-    return 2;
-  }
+export function main(argv: string[]): number {
+  const args = parse(argv);
   if (args === null) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT.done;
   }
-  try {
-    if (args.threads !== null) setThreads(args.threads);
-    const { config, params } = loadWeights(args.ckpt);
-    const engine = new InferenceEngine(config, params);
-    const stream = new TokenTextStream();
-    const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
-    let text = "";
-    const result = generate(engine, args.prompt, {
-      maxNewTokens: args.maxNewTokens, sampling: args.sampling, seed: args.seed, stopToken,
-      onToken: (token) => {
-        if (token === stopToken) return;
-        const piece = stream.push(token);
-        text += piece;
-        if (!args.json) process.stdout.write(piece);
-      },
-    });
-    const tail = stream.flush();
-    text += tail;
-    if (args.json) {
-      process.stdout.write(`${JSON.stringify({ prompt_tokens: Array.from(args.prompt), tokens: result.tokens, text })}\n`);
-    } else {
-      process.stdout.write(`${tail}\n`);
-    }
-    const msPerToken = result.decodeMs / result.decodeSteps;
-    const speed = result.decodeSteps > 0 ? `${msPerToken.toFixed(2)} ms/token, ${(1000 / msPerToken).toFixed(1)} tokens/s` : "no decode step";
-    process.stderr.write(
-      `generate: ${args.prompt.length} prompt tokens, prefill ${result.prefillMs.toFixed(1)} ms; ` +
-        `${result.tokens.length} new tokens, ${speed} ` +
-        `(${threadCount()} threads); stopped: ${result.stopReason}\n`,
-    );
-    return 0;
-  } catch (error) {
-    if (error instanceof CheckpointError || error instanceof InferenceError || error instanceof SamplingError || error instanceof UsageError) {
-      process.stderr.write(`generate: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
+  if (args.threads !== null) setThreads(args.threads);
+  const weights = loadWeights(args.ckpt);
+  const { config } = weights;
+  const engine = new InferenceEngine(weights);
+  const stream = new TokenTextStream();
+  const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
+  let text = "";
+  const result = generate(engine, args.prompt, {
+    maxNewTokens: args.maxNewTokens, sampling: args.sampling, seed: args.seed, stopToken,
+    onToken: (token) => {
+      if (token === stopToken) return;
+      const piece = stream.push(token);
+      text += piece;
+      if (!args.json) process.stdout.write(piece);
+    },
+  });
+  const tail = stream.flush();
+  text += tail;
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ prompt_tokens: Array.from(args.prompt), tokens: result.tokens, text })}\n`);
+  } else {
+    process.stdout.write(`${tail}\n`);
   }
+  const msPerToken = result.decodeMs / result.decodeSteps;
+  const speed = result.decodeSteps > 0 ? `${msPerToken.toFixed(2)} ms/token, ${(1000 / msPerToken).toFixed(1)} tokens/s` : "no decode step";
+  process.stderr.write(
+    `generate: ${args.prompt.length} prompt tokens, prefill ${result.prefillMs.toFixed(1)} ms; ` +
+      `${result.tokens.length} new tokens, ${speed} ` +
+      `(${threadCount()} threads); stopped: ${result.stopReason}\n`,
+  );
+  return EXIT.done;
 }
 
-process.exitCode = main(process.argv.slice(2));
+if (import.meta.main) await runCli("generate", () => main(process.argv.slice(2)));

@@ -57,4 +57,4 @@ export async function main(argv: string[]): Promise<number> {
 // no arguments. That is not a user asking for data: do nothing then. (`bun run prepare` sets
 // npm_command=run-script; an install does not.)
 const installHook = process.env.npm_lifecycle_event === "prepare" && process.env.npm_command !== "run-script" && process.argv.length <= 2;
-if (import.meta.main && !installHook) await runCli(() => main(process.argv.slice(2)));
+if (import.meta.main && !installHook) await runCli("prepare", () => main(process.argv.slice(2)));

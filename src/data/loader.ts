@@ -11,12 +11,13 @@
 // Shuffled (the default for training): the same windows, visited in a fresh seeded permutation
 // each epoch (over all shards at once). The state — epoch, cursor and the RNG state that produced
 // the current permutation — is plain JSON, so a resumed run sees exactly the batches it would have.
+import { InputError } from "../base/errors.ts";
 import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { Rng, type RngState } from "../train/rng.ts";
+import { Rng, type RngState } from "../base/rng.ts";
 import { readTokenFile, TokenFileError } from "./token_file.ts";
 
-export class DataError extends Error {
+export class DataError extends InputError {
   override name = "DataError";
 }
 
@@ -164,14 +165,6 @@ export class TokenLoader {
     this.shard = 0;
     this.position = 0;
     if (this.shuffle) this.startEpoch();
-  }
-
-  /** Completed passes over the data (a fraction). */
-  epochProgress(): number {
-    if (this.shuffle) return this.epoch + this.cursor / this.batchesPerEpoch;
-    let before = 0;
-    for (let s = 0; s < this.shard; s++) before += Math.floor((this.shards[s].length - 1) / (this.B * this.T));
-    return this.epoch + (before + this.position / (this.B * this.T)) / this.batchesPerEpoch;
   }
 
   state(): LoaderState {

@@ -14,6 +14,7 @@
 // each written atomically; then <out>/gpt2_tokenizer.bin (llm.c's tokenizer file, for samplers
 // that need it) and last <out>/prepare.json (a summary whose presence marks a complete output).
 // Shards with our names left over from an earlier, larger run in the same folder are removed.
+import { InputError } from "../base/errors.ts";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
@@ -21,7 +22,7 @@ import { writeTokenFile } from "./token_file.ts";
 import { writeTokenizerFile } from "./tokenizer_file.ts";
 import { encode, EOT_TOKEN } from "./tokenizer.ts";
 
-export class PrepareError extends Error {
+export class PrepareError extends InputError {
   override name = "PrepareError";
 }
 

@@ -2,7 +2,8 @@
 // [0] magic 20240520, [1] version 1, [2] token count — then that many uint16 tokens.
 import { closeSync, fstatSync, readFileSync } from "node:fs";
 import { openForReading, writeFileAtomic } from "../io/atomic.ts";
-import { readExactly } from "../io/llmc.ts";
+import { InputError } from "../base/errors.ts";
+import { readExactly } from "../base/read.ts";
 
 export const TOKEN_FILE_MAGIC = 20240520;
 export const TOKEN_FILE_VERSION = 1;
@@ -10,7 +11,7 @@ export const TOKEN_HEADER_BYTES = 256 * 4;
 /** uint16 storage: ids must be below this */
 export const MAX_TOKEN_ID = 65535;
 
-export class TokenFileError extends Error {
+export class TokenFileError extends InputError {
   override name = "TokenFileError";
 }
 
@@ -33,7 +34,7 @@ function checkHeader(fd: number, path: string): number {
   const fileBytes = fstatSync(fd).size;
   if (fileBytes < TOKEN_HEADER_BYTES) throw new TokenFileError(`${path}: ${fileBytes} bytes is shorter than the 1024-byte token file header`);
   const header = new Int32Array(256);
-  readExactly(fd, new Uint8Array(header.buffer), 0, path, "the header");
+  readExactly(fd, new Uint8Array(header.buffer), 0, path, "the header", (message) => new TokenFileError(message));
   if (header[0] !== TOKEN_FILE_MAGIC) throw new TokenFileError(`${path}: header magic is ${header[0]}, an llm.c token file has ${TOKEN_FILE_MAGIC}`);
   if (header[1] !== TOKEN_FILE_VERSION) throw new TokenFileError(`${path}: header version is ${header[1]}, expected ${TOKEN_FILE_VERSION}`);
   const count = header[2];
@@ -43,16 +44,6 @@ function checkHeader(fd: number, path: string): number {
     throw new TokenFileError(`${path}: the header says ${count} tokens (${expected} bytes), the file has ${fileBytes} bytes`);
   }
   return count;
-}
-
-/** Token count from the header (validated against the file size) without reading the tokens. */
-export function tokenFileCount(path: string): number {
-  const fd = openOrThrow(path);
-  try {
-    return checkHeader(fd, path);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**

@@ -1,9 +1,9 @@
 // GPT-2 byte-pair encoding through tiktoken (its wasm build is the reference implementation of
 // OpenAI's encodings). `<|endoftext|>` is recognised anywhere in the text and maps to 50256.
 import { get_encoding, type Tiktoken } from "tiktoken";
+import { EOT_TOKEN, GPT2_VOCAB } from "../model/config.ts";
 
-export const EOT_TOKEN = 50256;
-export const GPT2_TOKENIZER_VOCAB = 50257;
+export { EOT_TOKEN };
 
 let encoding: Tiktoken | null = null;
 function gpt2(): Tiktoken {
@@ -20,7 +20,7 @@ export function encode(text: string): Int32Array {
 export function decodeBytes(tokens: ArrayLike<number>): Uint8Array {
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
-    if (!Number.isInteger(t) || t < 0 || t >= GPT2_TOKENIZER_VOCAB) throw new Error(`token id ${t} at position ${i} is outside the GPT-2 vocabulary [0, ${GPT2_TOKENIZER_VOCAB})`);
+    if (!Number.isInteger(t) || t < 0 || t >= GPT2_VOCAB) throw new Error(`token id ${t} at position ${i} is outside the GPT-2 vocabulary [0, ${GPT2_VOCAB})`);
   }
   return gpt2().decode(Uint32Array.from(tokens));
 }

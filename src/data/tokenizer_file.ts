@@ -3,14 +3,16 @@
 //   [3] = the end-of-text id), [2] vocabulary size;
 //   then, per token id in order, a uint8 byte length (1–255) and that many raw bytes.
 // We generate it from tiktoken's vocabulary (the bytes of each single-token decode).
+import { InputError } from "../base/errors.ts";
 import { closeSync, fstatSync, readSync } from "node:fs";
 import { openForReading, writeFileAtomic } from "../io/atomic.ts";
-import { decodeBytes, EOT_TOKEN, GPT2_TOKENIZER_VOCAB } from "./tokenizer.ts";
+import { GPT2_VOCAB } from "../model/config.ts";
+import { decodeBytes, EOT_TOKEN } from "./tokenizer.ts";
 
 export const TOKENIZER_MAGIC = 20240328;
 const HEADER_BYTES = 256 * 4;
 
-export class TokenizerFileError extends Error {
+export class TokenizerFileError extends InputError {
   override name = "TokenizerFileError";
 }
 
@@ -27,8 +29,8 @@ let gpt2Vocab: Uint8Array[] | null = null;
 /** The raw bytes of every GPT-2 token id, from tiktoken (cached: ~0.2 s the first time). */
 export function gpt2Vocabulary(): Uint8Array[] {
   if (gpt2Vocab === null) {
-    const vocab: Uint8Array[] = new Array(GPT2_TOKENIZER_VOCAB);
-    for (let id = 0; id < GPT2_TOKENIZER_VOCAB; id++) vocab[id] = decodeBytes([id]);
+    const vocab: Uint8Array[] = new Array(GPT2_VOCAB);
+    for (let id = 0; id < GPT2_VOCAB; id++) vocab[id] = decodeBytes([id]);
     gpt2Vocab = vocab;
   }
   return gpt2Vocab;

@@ -3,6 +3,7 @@
 // Context rule: the whole sequence (prompt + generated) holds at most maxT tokens, the positions
 // the model has embeddings for. A prompt of maxT tokens or more leaves no room and is rejected;
 // otherwise generation stops early (reason "context_full") when the sequence reaches maxT.
+import type { Rng } from "../base/rng.ts";
 import { InferenceEngine, InferenceError } from "./engine.ts";
 import { Sampler, type SamplingOptions } from "./sampling.ts";
 
@@ -11,7 +12,8 @@ export type StopReason = "eot" | "max_new_tokens" | "context_full";
 export interface GenerateOptions {
   maxNewTokens: number;
   sampling: SamplingOptions;
-  seed: number;
+  /** a seed (a fresh random stream), or an Rng to draw from (its state advances) */
+  seed: number | Rng;
   /** generation stops after emitting this token (it is included in the output); null = never */
   stopToken: number | null;
   /** called with each new token as soon as it is sampled */

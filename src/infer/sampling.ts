@@ -7,6 +7,8 @@
 // The cut is found on a natively sorted copy of the probabilities (under a millisecond for 50k
 // tokens); the kept tokens are then listed in id order, ties at the cut broken by lowest id, and
 // a seeded generator walks them in that order, so the same seed gives the same token every run.
+import { InputError } from "../base/errors.ts";
+import { Rng } from "../base/rng.ts";
 
 export interface SamplingOptions {
   temperature: number;
@@ -16,7 +18,7 @@ export interface SamplingOptions {
 
 export const DEFAULT_SAMPLING: SamplingOptions = { temperature: 1, topK: 0, topP: 1 };
 
-export class SamplingError extends Error {
+export class SamplingError extends InputError {
   override name = "SamplingError";
 }
 
@@ -25,25 +27,6 @@ export function validateSampling(options: SamplingOptions): void {
   if (!Number.isFinite(temperature) || temperature < 0) throw new SamplingError(`temperature must be a finite number ≥ 0, got ${temperature}`);
   if (!Number.isInteger(topK) || topK < 0) throw new SamplingError(`top-k must be an integer ≥ 0 (0 = off), got ${topK}`);
   if (!Number.isFinite(topP) || topP <= 0 || topP > 1) throw new SamplingError(`top-p must be in (0, 1] (1 = off), got ${topP}`);
-}
-
-/** A seeded stream of uniforms in [0, 1) with 53 random bits (two mulberry32 draws). */
-export class SeededRandom {
-  private state: number;
-  constructor(seed: number) {
-    if (!Number.isInteger(seed)) throw new SamplingError(`seed must be an integer, got ${seed}`);
-    this.state = seed >>> 0;
-  }
-  private next32(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  uniform(): number {
-    return ((this.next32() >>> 5) * 67108864 + (this.next32() >>> 6)) / 9007199254740992;
-  }
 }
 
 export function argmax(logits: Float32Array, V: number): number {
@@ -124,11 +107,13 @@ function forEachKept(weights: Float64Array, cutoff: number, count: number, f: (i
 }
 
 export class Sampler {
-  private readonly random: SeededRandom;
+  private readonly random: Rng;
   private weights = new Float64Array(0);
-  constructor(readonly options: SamplingOptions, seed: number) {
+  /** Draws from `random` (a seed makes a fresh stream; an Rng is shared, e.g. with a checkpoint). */
+  constructor(readonly options: SamplingOptions, random: number | Rng) {
     validateSampling(options);
-    this.random = new SeededRandom(seed);
+    if (typeof random === "number" && !Number.isSafeInteger(random)) throw new SamplingError(`seed must be an integer, got ${random}`);
+    this.random = typeof random === "number" ? new Rng(random) : random;
   }
 
   /** Draws the next token from the first V logits. */
@@ -140,7 +125,7 @@ export class Sampler {
     const { cutoff, count } = findCut(weights, this.options);
     let mass = 0;
     forEachKept(weights, cutoff, count, (id) => { mass += weights[id]; });
-    const target = this.random.uniform() * mass;
+    const target = this.random.uniform53() * mass;
     let cumulative = 0, chosen = -1, last = -1;
     forEachKept(weights, cutoff, count, (id) => {
       last = id;

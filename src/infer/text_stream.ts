@@ -1,11 +1,12 @@
 // Token ids → text, as tokens arrive. A GPT-2 token is a byte string that can end in the middle of
 // a UTF-8 character (emoji and CJK characters often span two or three tokens), so bytes of an
 // incomplete character are held back until the character completes.
-import { decodeBytes, GPT2_TOKENIZER_VOCAB } from "../data/tokenizer.ts";
+import { decodeBytes } from "../data/tokenizer.ts";
+import { GPT2_VOCAB } from "../model/config.ts";
 
 /** The bytes of one token; ids beyond the GPT-2 tokenizer (models with a larger V) print as <|id|>. */
 export function tokenBytes(token: number): Uint8Array {
-  if (token < GPT2_TOKENIZER_VOCAB) return decodeBytes([token]);
+  if (token < GPT2_VOCAB) return decodeBytes([token]);
   return new TextEncoder().encode(`<|${token}|>`);
 }
 

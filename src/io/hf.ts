@@ -7,24 +7,20 @@
 // or converted tensor passes through one temporary the size of that tensor).
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type GPT2Config, type ParameterName, padVocab, validateConfig } from "../model/config.ts";
-import { parameterLayout } from "../model/parameters.ts";
+import { EOT_TOKEN, type GPT2Config, padVocab, validateConfig } from "../model/config.ts";
+import { type BlockTensorName, GPT2Weights, type ParameterName } from "../model/weights.ts";
 import { writeFileAtomic } from "./atomic.ts";
-import { CheckpointError, checkFinite, type LoadedWeights } from "./llmc.ts";
+import { CheckpointError, checkFinite } from "./checks.ts";
 import { SafetensorsError, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 
 export const HF_CONFIG_FILE = "config.json";
 export const HF_WEIGHTS_FILE = "model.safetensors";
 
-/** One HF tensor and where it goes: llm.c tensor `target`, slice `layer` (or whole), transposed or not. */
-interface Mapping {
-  hfName: string;
-  target: ParameterName;
-  layer: number | null;
-  /** the shape HF stores */
-  hfShape: number[];
-  transpose: boolean;
-}
+/** One HF tensor and where it goes: llm.ts tensor `target` (layer `layer`'s slice, or whole), transposed or not. */
+type Mapping = { hfName: string; hfShape: number[]; transpose: boolean } & (
+  | { layer: null; target: ParameterName }
+  | { layer: number; target: BlockTensorName }
+);
 
 function mappings(config: GPT2Config): Mapping[] {
   const { C, L, V, maxT } = config;
@@ -33,7 +29,7 @@ function mappings(config: GPT2Config): Mapping[] {
     { hfName: "wpe.weight", target: "wpe", layer: null, hfShape: [maxT, C], transpose: false },
   ];
   for (let l = 0; l < L; l++) {
-    const m = (suffix: string, target: ParameterName, hfShape: number[], transpose = false) => list.push({ hfName: `h.${l}.${suffix}`, target, layer: l, hfShape, transpose });
+    const m = (suffix: string, target: BlockTensorName, hfShape: number[], transpose = false) => list.push({ hfName: `h.${l}.${suffix}`, target, layer: l, hfShape, transpose });
     m("ln_1.weight", "ln1w", [C]);
     m("ln_1.bias", "ln1b", [C]);
     m("attn.c_attn.weight", "qkvw", [C, 3 * C], true);
@@ -52,11 +48,10 @@ function mappings(config: GPT2Config): Mapping[] {
   return list;
 }
 
-/** Where mapping `m` lands in the flat llm.c buffer (element offset). */
-function destinationOffset(config: GPT2Config, m: Mapping): number {
-  const layout = parameterLayout(config);
-  const perLayer = m.layer === null ? 0 : layout.sizes[m.target] / config.L;
-  return layout.offsets[m.target] + (m.layer ?? 0) * perLayer;
+/** The view of `weights` that mapping `m` fills (wte: its first V rows; the padding rows stay 0). */
+function destination(weights: GPT2Weights, m: Mapping): Float32Array {
+  const view = m.layer === null ? weights.tensors[m.target] : weights.layers[m.layer][m.target];
+  return view.subarray(0, m.hfShape.reduce((a, b) => a * b, 1));
 }
 
 /** (rows, cols) row-major → (cols, rows) row-major. */
@@ -113,9 +108,8 @@ function resolveName(file: SafetensorsFile, hfName: string): string {
 
 const IGNORED = /^(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$/;
 const LM_HEAD = "lm_head.weight";
-const EOT = 50256; // GPT-2's <|endoftext|>, its bos and eos token
 
-export function readHuggingFaceFolder(dir: string): LoadedWeights {
+export function readHuggingFaceFolder(dir: string): GPT2Weights {
   const config = readConfigJson(dir);
   const weightsPath = join(dir, HF_WEIGHTS_FILE);
   if (!existsSync(weightsPath)) throw new CheckpointError(`${dir}: no ${HF_WEIGHTS_FILE} (sharded or .bin checkpoints are not supported)`);
@@ -126,7 +120,7 @@ export function readHuggingFaceFolder(dir: string): LoadedWeights {
     throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
   }
   try {
-    const params = new Float32Array(parameterLayout(config).total); // zero: the padded wte rows stay zero
+    const weights = new GPT2Weights(config); // zero: the padded wte rows stay zero
     const used = new Set<string>();
     let scratch = new Float32Array(0);
     for (const m of mappings(config)) {
@@ -136,22 +130,21 @@ export function readHuggingFaceFolder(dir: string): LoadedWeights {
       if (info.shape.length !== m.hfShape.length || info.shape.some((d, i) => d !== m.hfShape[i])) {
         throw new CheckpointError(`${weightsPath}: tensor "${name}" has shape [${info.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
       }
-      const offset = destinationOffset(config, m);
-      const destination = params.subarray(offset, offset + info.numel);
+      const target = destination(weights, m);
       if (!m.transpose) {
-        file.readInto(name, destination);
+        file.readInto(name, target);
         continue;
       }
       if (scratch.length < info.numel) scratch = new Float32Array(info.numel);
       const temp = scratch.subarray(0, info.numel);
       file.readInto(name, temp);
-      transposeInto(destination, temp, m.hfShape[0], m.hfShape[1]);
+      transposeInto(target, temp, m.hfShape[0], m.hfShape[1]);
     }
-    checkTiedHead(file, config, params, used);
+    checkTiedHead(file, weights, used);
     const unknown = [...file.tensors.keys()].filter((n) => !used.has(n) && !IGNORED.test(n));
     if (unknown.length > 0) throw new CheckpointError(`${weightsPath}: unexpected tensors for a GPT-2: ${unknown.slice(0, 5).map((n) => `"${n}"`).join(", ")}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""}`);
-    checkFinite(params, config, weightsPath);
-    return { config, params };
+    checkFinite(weights, weightsPath);
+    return weights;
   } catch (error) {
     throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
   } finally {
@@ -160,29 +153,26 @@ export function readHuggingFaceFolder(dir: string): LoadedWeights {
 }
 
 /** An lm_head.weight, if present, must be wte itself: llm.ts ties the two. */
-function checkTiedHead(file: SafetensorsFile, config: GPT2Config, params: Float32Array, used: Set<string>): void {
+function checkTiedHead(file: SafetensorsFile, weights: GPT2Weights, used: Set<string>): void {
   if (!file.tensors.has(LM_HEAD)) return;
   used.add(LM_HEAD);
-  const { V, C } = config;
+  const { V, C } = weights.config;
   const info = file.info(LM_HEAD);
   if (info.shape.length !== 2 || info.shape[0] !== V || info.shape[1] !== C) throw new CheckpointError(`${file.path}: tensor "${LM_HEAD}" has shape [${info.shape.join(", ")}], expected [${V}, ${C}]`);
   const head = file.read(LM_HEAD);
-  const wte = params.subarray(0, V * C);
+  const wte = weights.tensors.wte.subarray(0, V * C);
   for (let i = 0; i < head.length; i++) {
     if (head[i] !== wte[i]) throw new CheckpointError(`${file.path}: "${LM_HEAD}" differs from wte (element ${i}): untied output heads are not supported`);
   }
 }
 
 /** Writes `dir`/config.json and `dir`/model.safetensors (F32, bare names, no lm_head), atomically each. */
-export function writeHuggingFaceFolder(dir: string, config: GPT2Config, params: Float32Array): void {
-  validateConfig(config, dir);
-  const layout = parameterLayout(config);
-  if (params.length !== layout.total) throw new CheckpointError(`${dir}: ${params.length} parameters given, the config needs ${layout.total}`);
+export function writeHuggingFaceFolder(dir: string, weights: GPT2Weights): void {
+  const { config } = weights;
   mkdirSync(dir, { recursive: true });
   const tensors: TensorToWrite[] = mappings(config).map((m) => {
     const numel = m.hfShape.reduce((a, b) => a * b, 1);
-    const offset = destinationOffset(config, m);
-    const source = params.subarray(offset, offset + numel);
+    const source = destination(weights, m);
     if (!m.transpose) return { name: m.hfName, shape: m.hfShape, data: source };
     // llm.c's (out, in) = (hfShape[1], hfShape[0]) → HF's (in, out)
     return { name: m.hfName, shape: m.hfShape, data: () => {
@@ -196,7 +186,7 @@ export function writeHuggingFaceFolder(dir: string, config: GPT2Config, params: 
     architectures: ["GPT2LMHeadModel"], model_type: "gpt2", activation_function: "gelu_new", layer_norm_epsilon: 1e-5,
     n_embd: config.C, n_layer: config.L, n_head: config.NH, n_positions: config.maxT, n_ctx: config.maxT, vocab_size: config.V,
     tie_word_embeddings: true, torch_dtype: "float32",
-    ...(config.V > EOT ? { bos_token_id: EOT, eos_token_id: EOT } : {}),
+    ...(config.V > EOT_TOKEN ? { bos_token_id: EOT_TOKEN, eos_token_id: EOT_TOKEN } : {}),
   };
   writeFileAtomic(join(dir, HF_CONFIG_FILE), [new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`)]);
 }

@@ -12,9 +12,9 @@
 // passes at most in practice: only the number of digits can change).
 import { closeSync, fstatSync } from "node:fs";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
-import { parameterCount } from "../model/config.ts";
+import { GPT2Weights, parameterCount } from "../model/weights.ts";
 import { openForReading, writeFileAtomic } from "./atomic.ts";
-import { CheckpointError, checkFinite, readExactly } from "./llmc.ts";
+import { CheckpointError, checkFinite, readCheckpointBytes } from "./checks.ts";
 
 export const LLMTS_MAGIC = "LLMTSCKP";
 export const LLMTS_VERSION = 1;
@@ -33,8 +33,7 @@ export interface TensorEntry {
 }
 
 export interface LlmtsCheckpointInput {
-  config: GPT2Config;
-  params: Float32Array;
+  weights: GPT2Weights;
   /** AdamW first and second moments (both or neither) */
   m?: Float32Array;
   v?: Float32Array;
@@ -45,8 +44,7 @@ export interface LlmtsCheckpointInput {
 }
 
 export interface LlmtsCheckpoint {
-  config: GPT2Config;
-  params: Float32Array;
+  weights: GPT2Weights;
   m?: Float32Array;
   v?: Float32Array;
   step: number;
@@ -58,10 +56,9 @@ const align = (n: number) => Math.ceil(n / ALIGN_BYTES) * ALIGN_BYTES;
 
 /** Writes the checkpoint atomically (temp file, fsync, rename). */
 export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointInput): void {
-  const { config, params, m, v, step } = checkpoint;
-  validateConfig(config, path);
-  const count = parameterCount(config);
-  if (params.length !== count) throw new CheckpointError(`${path}: ${params.length} parameters given, the config needs ${count}`);
+  const { weights, m, v, step } = checkpoint;
+  const { config, params } = weights;
+  const count = params.length;
   if ((m === undefined) !== (v === undefined)) throw new CheckpointError(`${path}: give both AdamW moments (m and v) or neither`);
   if (m !== undefined && m.length !== count) throw new CheckpointError(`${path}: AdamW m has ${m.length} values, the config needs ${count}`);
   if (v !== undefined && v.length !== count) throw new CheckpointError(`${path}: AdamW v has ${v.length} values, the config needs ${count}`);
@@ -122,7 +119,7 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
     const fileBytes = fstatSync(fd).size;
     if (fileBytes < PREAMBLE_BYTES) throw new CheckpointError(`${path}: ${fileBytes} bytes is shorter than the 16-byte llm.ts checkpoint preamble`);
     const preamble = new Uint8Array(PREAMBLE_BYTES);
-    readExactly(fd, preamble, 0, path, "the preamble");
+    readCheckpointBytes(fd, preamble, 0, path, "the preamble");
     const magic = new TextDecoder("latin1").decode(preamble.subarray(0, 8));
     if (magic !== LLMTS_MAGIC) throw new CheckpointError(`${path}: starts with ${JSON.stringify(magic)}, an llm.ts checkpoint starts with "${LLMTS_MAGIC}"`);
     const view = new DataView(preamble.buffer);
@@ -133,7 +130,7 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
       throw new CheckpointError(`${path}: header length ${jsonBytes} does not fit in the ${fileBytes}-byte file`);
     }
     const jsonRaw = new Uint8Array(jsonBytes);
-    readExactly(fd, jsonRaw, PREAMBLE_BYTES, path, "the JSON header");
+    readCheckpointBytes(fd, jsonRaw, PREAMBLE_BYTES, path, "the JSON header");
     let header: Record<string, unknown>;
     try {
       header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(jsonRaw));
@@ -151,12 +148,12 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
       const entry = entries[name];
       if (entry === undefined) throw new CheckpointError(`${path}: has no "${name}" tensor`);
       const array = new Float32Array(entry.count);
-      readExactly(fd, new Uint8Array(array.buffer), entry.offset, path, `tensor ${name}`);
+      readCheckpointBytes(fd, new Uint8Array(array.buffer), entry.offset, path, `tensor ${name}`);
       return array;
     };
-    const params = readTensor("params");
-    checkFinite(params, config, path);
-    const result: LlmtsCheckpoint = { config, params, step, state: stateOf(header) };
+    const weights = new GPT2Weights(config, readTensor("params"));
+    checkFinite(weights, path);
+    const result: LlmtsCheckpoint = { weights, step, state: stateOf(header) };
     const hasMoments = entries.adam_m !== undefined;
     if (options.optimizer === true && !hasMoments) throw new CheckpointError(`${path}: holds no AdamW moments (adam_m, adam_v), so it cannot resume training`);
     if (options.optimizer !== false && hasMoments) {

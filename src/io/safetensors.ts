@@ -4,10 +4,12 @@
 // The reader validates everything before any data is trusted (header length against the file
 // size, the JSON, every dtype, shape and offset range, overlaps) and reads tensors straight into a
 // caller's Float32Array, converting F16 and BF16 to F32. The writer writes F32, atomically.
-import { closeSync, fstatSync, readSync } from "node:fs";
+import { closeSync, fstatSync } from "node:fs";
+import { InputError } from "../base/errors.ts";
+import { readExactly as readExactlyOr } from "../base/read.ts";
 import { openForReading, writeStreamAtomic } from "./atomic.ts";
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends InputError {
   override name = "SafetensorsError";
 }
 
@@ -87,12 +89,7 @@ export class SafetensorsFile {
 }
 
 function readExactly(fd: number, bytes: Uint8Array, position: number, path: string, what: string): void {
-  let done = 0;
-  while (done < bytes.length) {
-    const n = readSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), position + done);
-    if (n === 0) throw new SafetensorsError(`${path}: truncated while reading ${what} (${done} of ${bytes.length} bytes)`);
-    done += n;
-  }
+  readExactlyOr(fd, bytes, position, path, what, (message) => new SafetensorsError(message));
 }
 
 const F16_SUBNORMAL_SCALE = 2 ** -24;

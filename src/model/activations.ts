@@ -33,12 +33,21 @@
 // Total 14·BT·C floats: d12 at B=4,T=64 is 2.75M floats = 11 MB; d6 at B=8,T=128 22 MB.
 // dlogits lives in probs.
 //
+// Inference keeps nothing for a backward pass, so its activations ("inference" kind) hold ONE set
+// of layer buffers that every layer reuses (layer l's residual3 is layer l+1's input, consumed
+// before it is overwritten), no attention logsumexp (the KV-cache attention does not need it) and
+// no logits/probs/losses (the engine writes logits where its caller wants them):
+// rows·(19C + 2C + 2) floats + rows·C for the embedding.
+//
 // Shape policy (chosen): the buffers are allocated lazily for the first (B,T). A later (B,T) reuses
 // them when both buffers are big enough (views are re-cut for the new shape; stale values are
 // harmless since every tensor is written before it is read), and otherwise they are reallocated
 // bigger (the old ones are left to the garbage collector). So generation with a growing T or a short last batch works,
 // and memory never exceeds what the largest shape seen needs.
 import type { GPT2Config } from "./config.ts";
+
+/** "training": per-layer buffers and the head's logits/probs/losses; "inference": see above. */
+export type ActivationKind = "training" | "inference";
 
 export interface LayerActivations {
   ln1: Float32Array; ln1Mean: Float32Array; ln1Rstd: Float32Array;
@@ -80,25 +89,31 @@ class Carver {
   }
 }
 
-function carveActivations(carver: Carver, config: GPT2Config, B: number, T: number): Activations {
+function carveLayer(carver: Carver, config: GPT2Config, B: number, T: number, lseFloats: number): LayerActivations {
+  const C = config.C, BT = B * T;
+  return {
+    ln1: carver.take(BT * C), ln1Mean: carver.take(BT), ln1Rstd: carver.take(BT),
+    qkv: carver.take(BT * 3 * C), atty: carver.take(BT * C), attLse: carver.take(lseFloats), attproj: carver.take(BT * C),
+    residual2: carver.take(BT * C),
+    ln2: carver.take(BT * C), ln2Mean: carver.take(BT), ln2Rstd: carver.take(BT),
+    fch: carver.take(BT * 4 * C), fchGelu: carver.take(BT * 4 * C), fcproj: carver.take(BT * C),
+    residual3: carver.take(BT * C),
+  };
+}
+
+function carveActivations(carver: Carver, config: GPT2Config, B: number, T: number, kind: ActivationKind): Activations {
   const { L, C, NH, Vp } = config;
   const BT = B * T;
+  const training = kind === "training";
   const encoded = carver.take(BT * C);
   const layers: LayerActivations[] = [];
-  for (let l = 0; l < L; l++) {
-    layers.push({
-      ln1: carver.take(BT * C), ln1Mean: carver.take(BT), ln1Rstd: carver.take(BT),
-      qkv: carver.take(BT * 3 * C), atty: carver.take(BT * C), attLse: carver.take(B * NH * T), attproj: carver.take(BT * C),
-      residual2: carver.take(BT * C),
-      ln2: carver.take(BT * C), ln2Mean: carver.take(BT), ln2Rstd: carver.take(BT),
-      fch: carver.take(BT * 4 * C), fchGelu: carver.take(BT * 4 * C), fcproj: carver.take(BT * C),
-      residual3: carver.take(BT * C),
-    });
-  }
+  if (training) for (let l = 0; l < L; l++) layers.push(carveLayer(carver, config, B, T, B * NH * T));
+  else layers.push(...Array(L).fill(carveLayer(carver, config, B, T, 0)));
+  const headRows = training ? BT : 0;
   return {
     B, T, encoded, layers,
     lnf: carver.take(BT * C), lnfMean: carver.take(BT), lnfRstd: carver.take(BT),
-    logits: carver.take(BT * Vp), probs: carver.take(BT * Vp), losses: carver.take(BT),
+    logits: carver.take(headRows * Vp), probs: carver.take(headRows * Vp), losses: carver.take(headRows),
   };
 }
 
@@ -111,9 +126,9 @@ function carveScratch(carver: Carver, config: GPT2Config, B: number, T: number):
 }
 
 /** Floats the forward buffer needs for (B,T). */
-export function activationFloats(config: GPT2Config, B: number, T: number): number {
+export function activationFloats(config: GPT2Config, B: number, T: number, kind: ActivationKind = "training"): number {
   const carver = new Carver(null);
-  carveActivations(carver, config, B, T);
+  carveActivations(carver, config, B, T, kind);
   return carver.offset;
 }
 
@@ -130,17 +145,17 @@ export class ActivationMemory {
   private acts: Activations | null = null;
   private scratchViews: GradientScratch | null = null;
 
-  constructor(readonly config: GPT2Config) {}
+  constructor(readonly config: GPT2Config, readonly kind: ActivationKind = "training") {}
 
   activations(B: number, T: number): Activations {
     if (this.acts !== null && this.acts.B === B && this.acts.T === T) return this.acts;
-    const need = activationFloats(this.config, B, T);
+    const need = activationFloats(this.config, B, T, this.kind);
     if (this.forwardBuffer === null || this.forwardBuffer.length < need) {
       this.forwardBuffer = null; // drop the old buffer before allocating, so both never coexist
       this.acts = null;
       this.forwardBuffer = new Float32Array(need);
     }
-    this.acts = carveActivations(new Carver(this.forwardBuffer), this.config, B, T);
+    this.acts = carveActivations(new Carver(this.forwardBuffer), this.config, B, T, this.kind);
     return this.acts;
   }
 

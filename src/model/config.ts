@@ -16,7 +16,9 @@ export interface GPT2Config {
   C: number;
 }
 
+/** GPT-2's BPE vocabulary: 50257 tokens, the last one <|endoftext|> (its bos and eos token). */
 export const GPT2_VOCAB = 50257;
+export const EOT_TOKEN = 50256;
 export const GPT2_MAX_T = 1024;
 
 export function padVocab(V: number, multiple = 128): number {
@@ -33,7 +35,7 @@ export const NAMED_CONFIGS: Record<string, GPT2Config> = {
   d24: gpt2(24, 16, 1024), // 350M
   d36: gpt2(36, 20, 1280), // 774M
   d48: gpt2(48, 25, 1600), // 1558M
-  d6: gpt2(6, 6, 384), // ~30M, the "small" config of ../shared/ANCHORS.md
+  d6: gpt2(6, 6, 384), // ~30M, the "small" config of the llm.c/PyTorch comparisons (docs/references.md)
   d4: gpt2(4, 4, 256, 256), // ~16M: quick experiments
   d2: gpt2(2, 2, 128, 256), // ~7M, most of it wte
   tiny: { maxT: 32, V: 100, Vp: 128, L: 2, NH: 2, C: 16 }, // unit tests
@@ -56,32 +58,4 @@ export function validateConfig(config: GPT2Config, source = "config"): void {
   }
   if (config.Vp < config.V) throw new Error(`${source}: Vp (${config.Vp}) is smaller than V (${config.V})`);
   if (config.C % config.NH !== 0) throw new Error(`${source}: C (${config.C}) is not a multiple of NH (${config.NH})`);
-}
-
-export const PARAMETER_NAMES = [
-  "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-  "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb",
-] as const;
-export type ParameterName = (typeof PARAMETER_NAMES)[number];
-
-/** Element counts of the 16 parameter tensors, in llm.c's order. */
-export function parameterShapes(config: GPT2Config): Record<ParameterName, number[]> {
-  const { maxT, Vp, L, C } = config;
-  return {
-    wte: [Vp, C], wpe: [maxT, C],
-    ln1w: [L, C], ln1b: [L, C],
-    qkvw: [L, 3 * C, C], qkvb: [L, 3 * C],
-    attprojw: [L, C, C], attprojb: [L, C],
-    ln2w: [L, C], ln2b: [L, C],
-    fcw: [L, 4 * C, C], fcb: [L, 4 * C],
-    fcprojw: [L, C, 4 * C], fcprojb: [L, C],
-    lnfw: [C], lnfb: [C],
-  };
-}
-
-export function parameterCount(config: GPT2Config): number {
-  const shapes = parameterShapes(config);
-  let total = 0;
-  for (const name of PARAMETER_NAMES) total += shapes[name].reduce((a, b) => a * b, 1);
-  return total;
 }

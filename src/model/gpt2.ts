@@ -1,20 +1,24 @@
-// GPT-2: parameters in one Float32Array (llm.c order), activations in one more (activations.ts),
-// and a forward and backward pass that are nothing but a sequence of kernel calls into Zig.
-// Shapes in comments use B (batch), T (time), C (channels), NH (heads), Vp (padded vocabulary).
-import { type GPT2Config, type ParameterName, PARAMETER_NAMES, validateConfig } from "./config.ts";
-import { type Activations, ActivationMemory } from "./activations.ts";
+// GPT-2, the model: the one description of its computation, read top to bottom like llm.c's
+// gpt2_forward / gpt2_backward — one kernel call per line, shapes in the comments.
+//   transformer()  token + position embedding and the L blocks. Training and inference run this
+//                  same netlist; they differ only in the RowContext passed in, which says where
+//                  the rows sit in their sequences and how a block attends: over the whole (B,T)
+//                  batch with flash attention that keeps the logsumexp for backward (BatchRows),
+//                  or against a KV cache (CachedRows, in src/infer/engine.ts).
+//   lmHead()       the final layernorm and the tied lm_head.
+//   GPT2           training: forward with the loss, and the backward pass (gradients added into
+//                  one buffer with the parameters' layout).
+// Whether a matmul takes the one-row / few-row path or the packed GEMM is decided in the kernel
+// library (kernels/matmul.zig), not here.
+// Shapes: B batch, T time, C channels, NH heads, Vp padded vocabulary, rows = B·T.
+import { type GPT2Config, validateConfig } from "./config.ts";
+import { type Activations, ActivationMemory, type LayerActivations } from "./activations.ts";
 import { initParameters } from "./init.ts";
-import { loadWeights } from "../io/load_weights.ts";
+import { GPT2Weights } from "./weights.ts";
 import * as kernels from "../ffi.ts";
-import { type ParameterViews, layerSlice, parameterLayout, parameterViews } from "./parameters.ts";
 
-/** The tensors with a leading L dimension (all but wte, wpe, lnfw, lnfb). */
-const LAYER_TENSOR_NAMES = PARAMETER_NAMES.filter((n) => n !== "wte" && n !== "wpe" && n !== "lnfw" && n !== "lnfb");
-type LayerTensorName = Exclude<ParameterName, "wte" | "wpe" | "lnfw" | "lnfb">;
-type LayerTensors = Record<LayerTensorName, Float32Array>;
-
-/** The kernels the model calls, as one table so it can be swapped for a timed copy. */
-const KERNELS = {
+/** The kernels the model calls, as one table so that it can be swapped for a timed copy. */
+export const KERNELS = {
   encoderForward: kernels.encoderForward,
   encoderBackward: kernels.encoderBackward,
   layernormForward: kernels.layernormForward,
@@ -24,26 +28,28 @@ const KERNELS = {
   matmulBackwardWeight: kernels.matmulBackwardWeight,
   attentionForward: kernels.attentionForward,
   attentionBackward: kernels.attentionBackward,
+  decodeAttention: kernels.decodeAttention,
   residualForward: kernels.residualForward,
   geluForward: kernels.geluForward,
   geluBackward: kernels.geluBackward,
   softmaxCrossEntropyForward: kernels.softmaxCrossEntropyForward,
   softmaxCrossEntropyBackward: kernels.softmaxCrossEntropyBackward,
 };
-type Kernels = typeof KERNELS;
+export type Kernels = typeof KERNELS;
 
-/** The profile bucket of each kernel (the per-layer-type split the benchmark prints). */
+/** The profile bucket of each kernel (the per-layer-type split the benchmarks print). */
 export const PROFILE_BUCKETS: Record<keyof Kernels, string> = {
   encoderForward: "encoder", encoderBackward: "encoder",
   layernormForward: "layernorm", layernormBackward: "layernorm",
   matmulForward: "matmul_fwd", matmulBackwardInput: "matmul_bwd", matmulBackwardWeight: "matmul_bwd",
-  attentionForward: "attention_fwd", attentionBackward: "attention_bwd",
+  attentionForward: "attention_fwd", attentionBackward: "attention_bwd", decodeAttention: "attention_fwd",
   residualForward: "residual",
   geluForward: "gelu", geluBackward: "gelu",
   softmaxCrossEntropyForward: "softmax_xent", softmaxCrossEntropyBackward: "softmax_xent",
 };
 
-function timedKernels(profile: Map<string, number>): Kernels {
+/** A copy of KERNELS whose every call adds its wall time (ms) to its bucket in `profile`. */
+export function timedKernels(profile: Map<string, number>): Kernels {
   const timed = {} as Record<string, unknown>;
   for (const name of Object.keys(KERNELS) as Array<keyof Kernels>) {
     const kernel = KERNELS[name] as (...args: unknown[]) => void;
@@ -57,25 +63,66 @@ function timedKernels(profile: Map<string, number>): Kernels {
   return timed as Kernels;
 }
 
-/** Views of layer l's slice of each per-layer tensor. */
-function layerTensors(views: ParameterViews, L: number, l: number): LayerTensors {
-  const out = {} as LayerTensors;
-  for (const name of LAYER_TENSOR_NAMES as LayerTensorName[]) out[name] = layerSlice(views[name], L, l);
-  return out;
+/** Where a forward pass's rows sit in their sequences, and how a block attends over them. */
+export interface RowContext {
+  /** out (rows,C) = wte[token] + wpe[position of the row] */
+  embed(k: Kernels, out: Float32Array, tokens: Int32Array): void;
+  /** x.atty (rows,C) = causal self-attention of x.qkv (rows,3C) in layer l */
+  attend(k: Kernels, layer: number, x: LayerActivations): void;
+}
+
+/** Training: B sequences of T rows from position 0; flash attention keeps the logsumexp (x.attLse). */
+export class BatchRows implements RowContext {
+  constructor(private readonly w: GPT2Weights, readonly B: number, readonly T: number) {}
+  embed(k: Kernels, out: Float32Array, tokens: Int32Array): void {
+    const { C, Vp, maxT } = this.w.config;
+    k.encoderForward(out, tokens, this.w.tensors.wte, this.w.tensors.wpe, this.B, this.T, C, Vp, maxT); // (B,T,C)
+  }
+  attend(k: Kernels, _layer: number, x: LayerActivations): void {
+    const { C, NH } = this.w.config;
+    k.attentionForward(x.atty, x.attLse, x.qkv, this.B, this.T, C, NH); // (B,T,C), lse (B,NH,T)
+  }
+}
+
+/**
+ * The token and position embedding and the L transformer blocks over `rows` rows; returns the
+ * residual stream after the last block (rows,C), a view into `a`.
+ */
+export function transformer(k: Kernels, w: GPT2Weights, a: Activations, tokens: Int32Array, rows: number, ctx: RowContext): Float32Array {
+  const { L, C } = w.config;
+  ctx.embed(k, a.encoded, tokens); // (rows,C) = wte[token] + wpe[position]
+  let residual = a.encoded;
+  for (let l = 0; l < L; l++) {
+    const p = w.layers[l], x = a.layers[l];
+    k.layernormForward(x.ln1, x.ln1Mean, x.ln1Rstd, residual, p.ln1w, p.ln1b, rows, C); // (rows,C), (rows)
+    k.matmulForward(x.qkv, x.ln1, p.qkvw, p.qkvb, rows, C, 3 * C); // (rows,3C) = [q | k | v]
+    ctx.attend(k, l, x); // (rows,C)
+    k.matmulForward(x.attproj, x.atty, p.attprojw, p.attprojb, rows, C, C); // (rows,C)
+    k.residualForward(x.residual2, residual, x.attproj, rows * C); // (rows,C)
+    k.layernormForward(x.ln2, x.ln2Mean, x.ln2Rstd, x.residual2, p.ln2w, p.ln2b, rows, C); // (rows,C), (rows)
+    k.matmulForward(x.fch, x.ln2, p.fcw, p.fcb, rows, C, 4 * C); // (rows,4C)
+    k.geluForward(x.fchGelu, x.fch, rows * 4 * C); // (rows,4C)
+    k.matmulForward(x.fcproj, x.fchGelu, p.fcprojw, p.fcprojb, rows, 4 * C, C); // (rows,C)
+    k.residualForward(x.residual3, x.residual2, x.fcproj, rows * C); // (rows,C)
+    residual = x.residual3;
+  }
+  return residual;
+}
+
+/** logits (rows,Vp) = lnf(residual) · wteᵀ: the final layernorm and the lm_head tied to wte (no bias). */
+export function lmHead(k: Kernels, w: GPT2Weights, logits: Float32Array, residual: Float32Array, lnf: Float32Array, lnfMean: Float32Array, lnfRstd: Float32Array, rows: number): void {
+  const { C, Vp } = w.config;
+  k.layernormForward(lnf, lnfMean, lnfRstd, residual, w.tensors.lnfw, w.tensors.lnfb, rows, C); // (rows,C), (rows)
+  k.matmulForward(logits, lnf, w.tensors.wte, null, rows, C, Vp); // (rows,Vp)
 }
 
 export class GPT2 {
   readonly config: GPT2Config;
-  /** all parameters, one allocation, llm.c order (see parameters.ts) */
-  readonly params: Float32Array;
+  readonly weights: GPT2Weights;
   /** When set, every kernel call adds its wall time (ms) to its bucket (see PROFILE_BUCKETS). */
   profile: Map<string, number> | null = null;
 
-  private readonly views: ParameterViews;
-  private readonly layers: LayerTensors[];
-  private gradBuffer: Float32Array | null = null;
-  private gradViews: ParameterViews | null = null;
-  private gradLayers: LayerTensors[] = [];
+  private gradWeights: GPT2Weights | null = null;
   private readonly memory: ActivationMemory;
   private acts: Activations | null = null;
   /** copies of the last forward's tokens (the backward pass needs them) */
@@ -84,52 +131,34 @@ export class GPT2 {
   private hasTargets = false;
   private backwardPending = false;
 
-  /** Takes ownership of `params` (no copy); zeros when omitted. */
-  constructor(config: GPT2Config, params?: Float32Array) {
-    validateConfig(config);
-    this.config = { ...config };
-    const total = parameterLayout(config).total;
-    if (params !== undefined && (!(params instanceof Float32Array) || params.length !== total)) {
-      throw new Error(`GPT2: the parameter buffer must be a Float32Array of ${total} floats for this config, got ${params.length}`);
-    }
-    this.params = params ?? new Float32Array(total);
-    this.views = parameterViews(this.params, config);
-    this.layers = Array.from({ length: config.L }, (_, l) => layerTensors(this.views, config.L, l));
+  /** Trains `weights` in place (no copy). */
+  constructor(weights: GPT2Weights) {
+    this.weights = weights;
+    this.config = weights.config;
     this.memory = new ActivationMemory(this.config);
   }
 
   /** A freshly initialised model (init.ts): same config and seed → same parameters, bit for bit. */
   static init(config: GPT2Config, seed: number): GPT2 {
-    const model = new GPT2(config);
-    initParameters(model.config, seed, model.params);
-    return model;
+    validateConfig(config);
+    const weights = new GPT2Weights(config);
+    initParameters(weights, seed);
+    return new GPT2(weights);
   }
 
-  /** Loads weights from any format loadWeights knows, straight into the model's buffer (one copy). */
-  static fromFile(path: string): GPT2 {
-    const { config, params } = loadWeights(path);
-    return new GPT2(config, params);
+  /** All parameters, one allocation, llm.c order (weights.ts). */
+  get params(): Float32Array {
+    return this.weights.params;
   }
 
-  /** Parameter gradients, same layout as params; allocated on first use (inference never needs them). */
+  /** Parameter gradients with the parameters' layout; allocated on first use (inference never needs them). */
+  get gradients(): GPT2Weights {
+    this.gradWeights ??= new GPT2Weights(this.config);
+    return this.gradWeights;
+  }
+
   get grads(): Float32Array {
-    if (this.gradBuffer === null) {
-      this.gradBuffer = new Float32Array(this.params.length);
-      this.gradViews = parameterViews(this.gradBuffer, this.config);
-      const views = this.gradViews;
-      this.gradLayers = Array.from({ length: this.config.L }, (_, l) => layerTensors(views, this.config.L, l));
-    }
-    return this.gradBuffer;
-  }
-
-  /** Named views of the parameters (no copies). */
-  parameterViews(): ParameterViews {
-    return this.views;
-  }
-
-  gradientViews(): ParameterViews {
-    void this.grads;
-    return this.gradViews as ParameterViews;
+    return this.gradients.params;
   }
 
   zeroGrad(): void {
@@ -169,34 +198,17 @@ export class GPT2 {
   /** Mean cross-entropy loss over the B·T positions, or NaN when targets is null (logits only). */
   forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number): number {
     this.checkBatch(inputs, targets, B, T);
-    const { V, Vp, L, NH, C, maxT } = this.config;
+    const { V, Vp } = this.config;
     const BT = B * T;
     const k = this.kernels();
-    const p = this.views;
     const a = this.memory.activations(B, T);
     this.acts = a;
     this.backwardPending = false;
     if (this.inputs.length !== BT) this.inputs = new Int32Array(BT);
     this.inputs.set(inputs);
 
-    k.encoderForward(a.encoded, inputs, p.wte, p.wpe, B, T, C, Vp, maxT); // (B,T,C) = wte[token] + wpe[t]
-    let residual = a.encoded;
-    for (let l = 0; l < L; l++) {
-      const w = this.layers[l], x = a.layers[l];
-      k.layernormForward(x.ln1, x.ln1Mean, x.ln1Rstd, residual, w.ln1w, w.ln1b, BT, C); // (B,T,C), (B,T)
-      k.matmulForward(x.qkv, x.ln1, w.qkvw, w.qkvb, BT, C, 3 * C); // (B,T,3C)
-      k.attentionForward(x.atty, x.attLse, x.qkv, B, T, C, NH); // (B,T,C), lse (B,NH,T)
-      k.matmulForward(x.attproj, x.atty, w.attprojw, w.attprojb, BT, C, C); // (B,T,C)
-      k.residualForward(x.residual2, residual, x.attproj, BT * C); // (B,T,C)
-      k.layernormForward(x.ln2, x.ln2Mean, x.ln2Rstd, x.residual2, w.ln2w, w.ln2b, BT, C); // (B,T,C), (B,T)
-      k.matmulForward(x.fch, x.ln2, w.fcw, w.fcb, BT, C, 4 * C); // (B,T,4C)
-      k.geluForward(x.fchGelu, x.fch, BT * 4 * C); // (B,T,4C)
-      k.matmulForward(x.fcproj, x.fchGelu, w.fcprojw, w.fcprojb, BT, 4 * C, C); // (B,T,C)
-      k.residualForward(x.residual3, x.residual2, x.fcproj, BT * C); // (B,T,C)
-      residual = x.residual3;
-    }
-    k.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, p.lnfw, p.lnfb, BT, C); // (B,T,C), (B,T)
-    k.matmulForward(a.logits, a.lnf, p.wte, null, BT, C, Vp); // (B,T,Vp): lm_head tied to wte, no bias
+    const residual = transformer(k, this.weights, a, inputs, BT, new BatchRows(this.weights, B, T)); // (B,T,C)
+    lmHead(k, this.weights, a.logits, residual, a.lnf, a.lnfMean, a.lnfRstd, BT); // (B,T,Vp)
 
     this.hasTargets = targets !== null;
     if (targets === null) return NaN;
@@ -224,17 +236,18 @@ export class GPT2 {
   /**
    * Gradient of the last forward's mean loss, ADDED into grads (so several forward/backward pairs
    * accumulate; zeroGrad() between updates). Once per forward: it overwrites probs with dlogits.
+   * The residual stream's gradient lives in one buffer (s.dresidual): a residual add passes its
+   * gradient to both inputs unchanged, so nothing is copied.
    */
   backward(): void {
     if (!this.backwardPending || this.acts === null) {
       throw new Error("GPT2.backward: needs a forward() with targets first (and runs once per forward)");
     }
     this.backwardPending = false;
-    void this.grads;
     const { V, Vp, L, NH, C, maxT } = this.config;
     const a = this.acts, B = a.B, T = a.T, BT = B * T;
     const k = this.kernels();
-    const p = this.views, g = this.gradViews as ParameterViews;
+    const p = this.weights.tensors, g = this.gradients.tensors;
     const s = this.memory.scratch(B, T);
 
     const dlogits = a.probs; // (B,T,Vp), written in place over probs
@@ -247,7 +260,7 @@ export class GPT2 {
     k.layernormBackward(s.dresidual, g.lnfw, g.lnfb, s.dln, lastResidual, p.lnfw, a.lnfMean, a.lnfRstd, BT, C);
 
     for (let l = L - 1; l >= 0; l--) {
-      const w = this.layers[l], gw = this.gradLayers[l], x = a.layers[l];
+      const w = this.weights.layers[l], gw = this.gradients.layers[l], x = a.layers[l];
       const residual = l === 0 ? a.encoded : a.layers[l - 1].residual3;
       // residual3 = residual2 + fcproj: both get dresidual3 (s.dresidual), nothing to copy.
       s.dfchGelu.fill(0);

@@ -1,36 +1,8 @@
 // Deterministic GPT-2 initialisation: the same seed gives the same parameters bit for bit, on any
-// machine (integer PRNG + Box–Muller in float64, rounded once to float32).
+// machine (the project's integer RNG + Box–Muller in float64, each value rounded once to float32).
+import { Rng } from "../base/rng.ts";
 import type { GPT2Config } from "./config.ts";
-import { parameterViews } from "./parameters.ts";
-
-/** Seeded standard normal generator: splitmix32 state → uniform pairs → Box–Muller. */
-export function gaussian(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = (): number => {
-    state = (state + 0x9e3779b9) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    z = (z ^ (z >>> 16)) >>> 0;
-    return (z + 0.5) / 4294967296; // in (0,1): log() below never sees 0
-  };
-  let spare = NaN;
-  return () => {
-    if (spare === spare) {
-      const out = spare;
-      spare = NaN;
-      return out;
-    }
-    const radius = Math.sqrt(-2 * Math.log(uniform()));
-    const angle = 2 * Math.PI * uniform();
-    spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  };
-}
-
-function fillNormal(target: Float32Array, std: number, next: () => number): void {
-  for (let i = 0; i < target.length; i++) target[i] = next() * std;
-}
+import { GPT2Weights } from "./weights.ts";
 
 /**
  * GPT-2's initialisation (as in the GPT-2 paper / nanoGPT): weights N(0, 0.02), the two projections
@@ -38,18 +10,51 @@ function fillNormal(target: Float32Array, std: number, next: () => number): void
  * weights 1. The padded rows V..Vp of wte stay 0: no token ever selects them and the loss never
  * sees their logits. Tensors are filled in llm.c order from one generator stream.
  */
-export function initParameters(config: GPT2Config, seed: number, params: Float32Array): void {
-  const views = parameterViews(params, config);
-  const next = gaussian(seed);
+export function initParameters(weights: GPT2Weights, seed: number): void {
+  const { config, tensors: t } = weights;
+  const rng = new Rng(seed);
   const std = 0.02, projectionStd = 0.02 / Math.sqrt(2 * config.L);
-  params.fill(0);
-  fillNormal(views.wte.subarray(0, config.V * config.C), std, next);
-  fillNormal(views.wpe, std, next);
-  views.ln1w.fill(1);
-  fillNormal(views.qkvw, std, next);
-  fillNormal(views.attprojw, projectionStd, next);
-  views.ln2w.fill(1);
-  fillNormal(views.fcw, std, next);
-  fillNormal(views.fcprojw, projectionStd, next);
-  views.lnfw.fill(1);
+  weights.params.fill(0);
+  rng.fillNormal(t.wte.subarray(0, config.V * config.C), std);
+  rng.fillNormal(t.wpe, std);
+  t.ln1w.fill(1);
+  rng.fillNormal(t.qkvw, std);
+  rng.fillNormal(t.attprojw, projectionStd);
+  t.ln2w.fill(1);
+  rng.fillNormal(t.fcw, std);
+  rng.fillNormal(t.fcprojw, projectionStd);
+  t.lnfw.fill(1);
+}
+
+export interface RandomWeightOptions {
+  /** std of the matrices */
+  std: number;
+  /** std of wte and wpe (default: std) */
+  embeddingStd?: number;
+  /** std of the two projections into the residual stream (default: std/√(2L), as GPT-2 scales them) */
+  residualStd?: number;
+  /** std of the biases (default: std/4) */
+  biasStd?: number;
+  /** fill the padded wte rows V..Vp too (they must never reach a loss or a sampled token) */
+  padRows?: boolean;
+}
+
+/**
+ * Random GPT-2 weights for tests, fixtures and benchmarks, deliberately unlike a fresh init: every
+ * tensor random, biases and layernorm weights (N(1, 0.1)) included, so that a dropped bias, a
+ * swapped layernorm parameter or a wrong padding row shows in the output.
+ */
+export function randomWeights(config: GPT2Config, seed: number, options: RandomWeightOptions): GPT2Weights {
+  const weights = new GPT2Weights(config);
+  const { std, embeddingStd = std, residualStd = std / Math.sqrt(2 * config.L), biasStd = std / 4, padRows = false } = options;
+  const rng = new Rng(seed);
+  for (const [name, view] of Object.entries(weights.tensors)) {
+    if (name === "ln1w" || name === "ln2w" || name === "lnfw") rng.fillNormal(view, 0.1, 1);
+    else if (name === "wte" || name === "wpe") rng.fillNormal(view, embeddingStd);
+    else if (name.endsWith("b")) rng.fillNormal(view, biasStd);
+    else if (name === "attprojw" || name === "fcprojw") rng.fillNormal(view, residualStd);
+    else rng.fillNormal(view, std);
+  }
+  if (!padRows) weights.tensors.wte.fill(0, config.V * config.C);
+  return weights;
 }

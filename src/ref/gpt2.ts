@@ -2,8 +2,7 @@
 // any kernel): token + position embedding, L blocks of (pre-layernorm, causal multi-head attention,
 // residual, pre-layernorm, tanh-GELU MLP, residual), a final layernorm and the tied lm_head.
 // The yardstick the inference engine is tested against; O(T²·C + T·params), for tiny configs only.
-import type { GPT2Config } from "../model/config.ts";
-import { parameterViews } from "../model/parameters.ts";
+import type { GPT2Weights } from "../model/weights.ts";
 
 const LAYERNORM_EPS = 1e-5;
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -73,24 +72,24 @@ function addInPlace(a: Float64Array, b: Float64Array): void {
 }
 
 /** Logits (T, V) of every position of `tokens` (T ≤ maxT), in float64. */
-export function gpt2ForwardRef(config: GPT2Config, params: Float32Array, tokens: ArrayLike<number>): Float64Array {
-  const { C, L, NH, V } = config;
+export function gpt2ForwardRef(weights: GPT2Weights, tokens: ArrayLike<number>): Float64Array {
+  const { C, L, NH, V, maxT } = weights.config;
   const T = tokens.length;
-  if (T < 1 || T > config.maxT) throw new Error(`gpt2ForwardRef: ${T} tokens, the model takes 1 to ${config.maxT}`);
-  const p = parameterViews(params, config);
+  if (T < 1 || T > maxT) throw new Error(`gpt2ForwardRef: ${T} tokens, the model takes 1 to ${maxT}`);
+  const p = weights.tensors;
   const x = new Float64Array(T * C);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < C; i++) x[t * C + i] = p.wte[tokens[t] * C + i] + p.wpe[t * C + i];
   }
-  const per = (tensor: Float32Array, l: number) => tensor.subarray((l * tensor.length) / L, ((l + 1) * tensor.length) / L);
   for (let l = 0; l < L; l++) {
-    const ln1 = layernorm(x, per(p.ln1w, l), per(p.ln1b, l), T, C);
-    const qkv = linear(ln1, per(p.qkvw, l), per(p.qkvb, l), T, C, 3 * C);
+    const w = weights.layers[l];
+    const ln1 = layernorm(x, w.ln1w, w.ln1b, T, C);
+    const qkv = linear(ln1, w.qkvw, w.qkvb, T, C, 3 * C);
     const att = causalSelfAttention(qkv, T, C, NH);
-    addInPlace(x, linear(att, per(p.attprojw, l), per(p.attprojb, l), T, C, C));
-    const ln2 = layernorm(x, per(p.ln2w, l), per(p.ln2b, l), T, C);
-    const hidden = gelu(linear(ln2, per(p.fcw, l), per(p.fcb, l), T, C, 4 * C));
-    addInPlace(x, linear(hidden, per(p.fcprojw, l), per(p.fcprojb, l), T, 4 * C, C));
+    addInPlace(x, linear(att, w.attprojw, w.attprojb, T, C, C));
+    const ln2 = layernorm(x, w.ln2w, w.ln2b, T, C);
+    const hidden = gelu(linear(ln2, w.fcw, w.fcb, T, C, 4 * C));
+    addInPlace(x, linear(hidden, w.fcprojw, w.fcprojb, T, 4 * C, C));
   }
   const final = layernorm(x, p.lnfw, p.lnfb, T, C);
   return linear(final, p.wte.subarray(0, V * C), new Float32Array(V), T, C, V);

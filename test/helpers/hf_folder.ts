@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GPT2Config } from "../../src/model/config.ts";
-import { parameterViews } from "../../src/model/parameters.ts";
+import { GPT2Weights } from "../../src/model/weights.ts";
 
 export type Dtype = "F32" | "F16" | "BF16";
 
@@ -99,7 +99,7 @@ function transpose(values: Float32Array, rows: number, cols: number): Float32Arr
 /** The HF tensors of llm.c-layout `params` (Conv1D weights transposed to (in, out)). */
 export function hfTensors(config: GPT2Config, params: Float32Array, options: HfFolderOptions = {}): RawTensor[] {
   const { C, L, V, maxT } = config;
-  const p = parameterViews(params, config);
+  const p = new GPT2Weights(config, params).tensors;
   const pre = options.prefix ? "transformer." : "";
   const layer = (t: Float32Array, l: number) => t.subarray((l * t.length) / L, ((l + 1) * t.length) / L);
   const tensors: RawTensor[] = [

@@ -1,15 +1,11 @@
-// Seeded random numbers for tests: the same seed gives the same arrays on every run.
+// Seeded random numbers for tests (from the project's one generator, src/base/rng.ts): the same
+// seed gives the same arrays on every run.
+import { Rng } from "../../src/base/rng.ts";
 
-/** mulberry32: a small, well-mixed 32-bit generator. */
+/** Uniforms in [0, 1) from a seeded stream. */
 export function rng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Rng(seed);
+  return () => random.uniform32();
 }
 
 /** Uniform values in [-scale, scale). */
