@@ -45,7 +45,7 @@ function maxErrorOverMax(got: ArrayLike<number>, want: ArrayLike<number>, lo = 0
 const TOL_NORM = 1e-5;
 const TOL_MAX = 2e-5;
 // Losses: PyTorch float32 is within 1.4e-7 (relative) of float64 over the 10 AdamW steps of this
-// fixture, and the ANCHORS measurement puts llm.c vs PyTorch at 3e-7; 2e-6 leaves ~10× headroom.
+// fixture, and llm.c vs PyTorch agree to 3e-7 (docs/references.md); 2e-6 leaves ~10× headroom.
 // (One AdamW step moves the loss by ~1.7e-2 relative here, so a wrong update rule fails at step 1.)
 const TOL_LOSS = 2e-6;
 

@@ -139,6 +139,12 @@ describe("training runs", () => {
     const weights = loadWeights(final);
     expect(weights.config.L).toBe(2);
     expect(readLlmtsCheckpoint(final).step).toBe(4);
+    // generate --ckpt <run folder> takes the folder's newest checkpoint.
+    const gen = (ckptArg: string) => Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", ckptArg, "--prompt-tokens", "464,3290", "--max-new-tokens", "3", "--temperature", "0", "--json"], { stdout: "pipe", stderr: "pipe" });
+    const fromFolder = gen(ckpt), fromFile = gen(final);
+    expect(fromFolder.exitCode).toBe(0);
+    expect(JSON.parse(fromFolder.stdout.toString()).tokens.length).toBe(3);
+    expect(fromFolder.stdout.toString()).toBe(fromFile.stdout.toString());
     // --init from that checkpoint: fine-tuning defaults to lr 1e-4 and starts from its weights.
     const tuned = join(dir, "e2e_init");
     const init = cliSync([...TINY.filter((a) => a !== "--model" && a !== "d2"), "--init", final, "--steps", "1", "--ckpt-dir", tuned]);
