@@ -2,11 +2,16 @@
 """Times a full GPT-2 training step (forward + backward + AdamW) in PyTorch on the CPU, from an
 llm.c checkpoint, for comparison with bench/step.ts. Prints one JSON line.
 
-  /usr/bin/python3 scripts/torch_step.py CHECKPOINT TOKENS_INT32 B T [--threads 2 --warmup 2 --steps 5]
+  /usr/bin/python3 scripts/torch_step.py CHECKPOINT TOKENS_INT32 B T [--threads 2 --warmup 2 --steps 5] [--autocast]
+
+--autocast runs the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN bf16
+matmuls where the CPU has them; the loss in fp32): PyTorch's mixed-precision counterpart of
+llm.ts's --matmul-precision bf16.
 
 TOKENS_INT32 holds B*T+1 raw little-endian int32 tokens (inputs = first B*T, targets shifted by 1).
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -52,6 +57,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--autocast", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg, tensors = read_checkpoint(args.checkpoint)
@@ -77,8 +83,10 @@ def main():
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        logits = forward(P, cfg, idx)
-        loss = F.cross_entropy(logits[..., :V].reshape(-1, V), targets.reshape(-1))
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if args.autocast else contextlib.nullcontext()
+        with precision:
+            logits = forward(P, cfg, idx)
+        loss = F.cross_entropy(logits[..., :V].float().reshape(-1, V), targets.reshape(-1))
         loss.backward()
         opt.step()
         elapsed = (time.perf_counter() - start) * 1000
@@ -86,7 +94,7 @@ def main():
         if step >= args.warmup:
             times.append(elapsed)
     times.sort()
-    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "ms_per_step": times[len(times) // 2], "times_ms": times, "losses": losses}))
+    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "autocast": args.autocast, "ms_per_step": times[len(times) // 2], "times_ms": times, "losses": losses}))
 
 
 if __name__ == "__main__":

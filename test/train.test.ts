@@ -10,6 +10,7 @@ import { loadWeights } from "../src/io/load_weights.ts";
 import { DEFAULTS, FLAGS, parseTrainArgs, type TrainFlags } from "../src/train/options.ts";
 import { type RunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { Progress } from "../src/train/progress.ts";
+import { OUTLIER_WINDOW, ZScoreWindow } from "../src/train/outliers.ts";
 import { lossCurveSvg } from "../src/train/run_log.ts";
 import { learningRate } from "../src/train/schedule.ts";
 import { DEFAULT_DATA, setupRun, trainLoop, TrainingFailed } from "../src/train/trainer.ts";
@@ -55,7 +56,7 @@ describe("flag validation", () => {
     batch: ["0", "1.5", "-2", "abc", ""], seq: ["0", "2.5"], steps: ["0", "-1", "1e-3"], "total-batch": ["0", "x"],
     lr: ["0", "-1", "nan", "inf", "1e9"], schedule: ["cosin", "CONSTANT"], warmup: ["-1", "0.5"], "lr-min-frac": ["1.5", "-1"],
     "decay-frac": ["0", "2"], "weight-decay": ["-0.1", "x"], beta1: ["1", "-0.1"], beta2: ["1", "1.5"], eps: ["0", "-1e-8"],
-    "grad-clip": ["-1", "x"], seed: ["-1", "1.5", "x"], threads: ["0", "65", "x"], "val-every": ["-1", "x"], "val-batches": ["0"],
+    "grad-clip": ["-1", "x"], "skip-loss-z": ["-1", "x"], "skip-grad-z": ["-0.5", ""], seed: ["-1", "1.5", "x"], threads: ["0", "65", "x"], "val-every": ["-1", "x"], "val-batches": ["0"],
     "sample-every": ["-1"], "sample-tokens": ["-1", "x"], temperature: ["-0.5", "x"], "ckpt-dir": [""], "ckpt-every": ["-1"],
     "keep-last": ["-1", "x"], resume: [""], log: [""], "peak-gflops": ["0", "x"],
   };
@@ -220,6 +221,42 @@ describe("training runs", () => {
     // Same tokens, same model: float32 sums in another order differ in the last bits only.
     for (let i = 0; i < 3; i++) expect(Math.abs(two[i] - ref[i])).toBeLessThan(2e-5 * ref[i]);
   }, 30000);
+});
+
+describe("outlier guard (--skip-loss-z / --skip-grad-z)", () => {
+  test("ZScoreWindow: no score until full, scores against the window without the new value, round-trips", () => {
+    const w = new ZScoreWindow(4);
+    for (const x of [1, 2, 3]) {
+      expect(w.zscore(x)).toBeNull();
+      w.push(x);
+    }
+    expect(w.zscore(10)).toBeNull();
+    w.push(4); // window 1,2,3,4: mean 2.5, population std √1.25
+    expect(w.zscore(10)).toBeCloseTo(7.5 / Math.sqrt(1.25), 12);
+    w.push(5); // 5 replaces 1: window 2,3,4,5
+    expect(w.zscore(3.5)).toBeCloseTo(0, 12);
+    const copy = new ZScoreWindow(4);
+    copy.restore(JSON.parse(JSON.stringify(w.state())), "test");
+    expect(copy.zscore(9)).toBe(w.zscore(9));
+    expect(() => copy.restore({ values: [NaN], next: 0 }, "ckpt")).toThrow(/ckpt: invalid outlier window/);
+  });
+
+  test("a step whose loss is an outlier is logged as skipped and leaves the weights and AdamW untouched", async () => {
+    const ckpt = join(dir, "outlier");
+    const run = setupRun(parseTrainArgs([...TINY, "--steps", "2", "--val-every", "0", "--skip-loss-z", "3", "--ckpt-dir", ckpt]).given, () => {});
+    // A window of losses far below any this fresh model produces (~10.8): its first step is an outlier.
+    for (let i = 0; i < OUTLIER_WINDOW; i++) run.recent.loss.push(5 + (i % 2) * 0.01);
+    const before = run.model.params.slice();
+    run.spec = { ...run.spec, steps: 1 };
+    await trainLoop(run, quiet, () => false);
+    expect(Buffer.from(run.model.params.buffer).equals(Buffer.from(before.buffer))).toBe(true);
+    expect(run.optimizer.step).toBe(0);
+    const entry = readLog(run.log.path).find((e) => "loss" in e);
+    expect(entry.skipped).toMatch(/^loss z-score \d+\.\d+ > 3$/);
+    // The window travels in the checkpoint: resuming restores it exactly.
+    const resumed = setupRun(parseTrainArgs(["--resume", "latest", "--ckpt-dir", ckpt, "--steps", "2"]).given, () => {});
+    expect(resumed.recent.loss.state()).toEqual(run.recent.loss.state());
+  });
 });
 
 describe("the run spec", () => {

@@ -15,9 +15,9 @@
 // that need it) and last <out>/prepare.json (a summary whose presence marks a complete output).
 // Shards with our names left over from an earlier, larger run in the same folder are removed.
 import { InputError } from "../base/errors.ts";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { makeFolder, removeFile, writeFileAtomic } from "../io/atomic.ts";
 import { writeTokenFile } from "./token_file.ts";
 import { writeTokenizerFile } from "./tokenizer_file.ts";
 import { encode, EOT_TOKEN } from "./tokenizer.ts";
@@ -148,7 +148,10 @@ export function prepareDataset(options: PrepareOptions): PrepareSummary {
   const valTokens = Math.round(all.length * valFraction);
   const train = all.subarray(0, all.length - valTokens);
   const val = all.subarray(all.length - valTokens);
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
+  // The summary marks a complete folder: remove an earlier one first, so that a prepare killed
+  // half-way never leaves old shards and new ones looking complete together.
+  removeFile(join(outDir, SUMMARY_FILE));
   const trainFiles = writeShards(outDir, "train", train, shardTokens, progress);
   const valFiles = writeShards(outDir, "val", val, shardTokens, progress);
   removeStaleShards(outDir, new Set([...trainFiles, ...valFiles]), progress);
@@ -179,7 +182,7 @@ function removeStaleShards(outDir: string, keep: Set<string>, progress: (m: stri
   for (const name of readdirSync(outDir)) {
     const path = join(outDir, name);
     if (SHARD_PATTERN.test(name) && !keep.has(path)) {
-      unlinkSync(path);
+      removeFile(path);
       progress(`removed stale ${path}`);
     }
   }

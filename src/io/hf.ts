@@ -5,11 +5,11 @@
 // h.N.attn.masked_bias are causal-mask buffers, not parameters. The vocabulary is padded to Vp with
 // zero rows. Tensors are read straight into the one Float32Array of the llm.c layout (a transposed
 // or converted tensor passes through one temporary the size of that tensor).
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { EOT_TOKEN, type GPT2Config, padVocab, validateConfig } from "../model/config.ts";
 import { type BlockTensorName, GPT2Weights, type ParameterName } from "../model/weights.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { makeFolder, removeFile, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, checkFinite } from "./checks.ts";
 import { SafetensorsError, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 
@@ -169,7 +169,10 @@ function checkTiedHead(file: SafetensorsFile, weights: GPT2Weights, used: Set<st
 /** Writes `dir`/config.json and `dir`/model.safetensors (F32, bare names, no lm_head), atomically each. */
 export function writeHuggingFaceFolder(dir: string, weights: GPT2Weights): void {
   const { config } = weights;
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir);
+  // config.json is written last and marks a complete folder: a write cut short leaves no config
+  // (refused by the reader), never a config beside weights it does not describe.
+  removeFile(join(dir, HF_CONFIG_FILE));
   const tensors: TensorToWrite[] = mappings(config).map((m) => {
     const numel = m.hfShape.reduce((a, b) => a * b, 1);
     const source = destination(weights, m);

@@ -1,6 +1,7 @@
 // The trainer's use of its run folder: which checkpoint --resume names, and pruning old ones.
-import { existsSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { UsageError } from "../base/errors.ts";
+import { removeFile } from "../io/atomic.ts";
 import { listCheckpoints, newestCheckpoint } from "../io/run_folder.ts";
 
 /** --resume PATH|latest → a checkpoint path, or a usage error saying what is missing. */
@@ -20,7 +21,7 @@ export function pruneCheckpoints(dir: string, keep: number): string[] {
   const all = listCheckpoints(dir);
   const removed: string[] = [];
   for (const { path } of all.slice(0, Math.max(0, all.length - keep))) {
-    unlinkSync(path);
+    removeFile(path);
     removed.push(path);
   }
   return removed;

@@ -43,6 +43,8 @@ export interface TrainFlags {
   beta2: number;
   eps: number;
   gradClip: number;
+  skipLossZ: number;
+  skipGradZ: number;
   seed: number;
   steps: number;
   valEvery: number;
@@ -105,6 +107,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "beta2", flag: "beta2", group: "optimisation", kind: "arithmetic", def: 0.999, metavar: "X", help: "AdamW β2", parse: num("beta2", 0, 1, { maxExclusive: true }) },
   { key: "eps", flag: "eps", group: "optimisation", kind: "arithmetic", def: 1e-8, metavar: "X", help: "AdamW ε", parse: num("eps", 0, 1, { minExclusive: true }) },
   { key: "gradClip", flag: "grad-clip", group: "optimisation", kind: "arithmetic", def: 1, metavar: "X", help: "clip the global gradient norm to this (0 = off)", parse: num("grad-clip", 0, 1e9) },
+  { key: "skipLossZ", flag: "skip-loss-z", group: "optimisation", kind: "arithmetic", def: 0, metavar: "X", help: "skip the update when the loss is more than X std above the last 128 steps' (0 = off)", parse: num("skip-loss-z", 0, 1e6) },
+  { key: "skipGradZ", flag: "skip-grad-z", group: "optimisation", kind: "arithmetic", def: 0, metavar: "X", help: "skip the update when the gradient norm is more than X std above the last 128 steps' (0 = off)", parse: num("skip-grad-z", 0, 1e6) },
   { key: "seed", flag: "seed", group: "optimisation", kind: "arithmetic", def: 1337, help: "seeds the init, the data shuffle and sampling", parse: int("seed", 0, 0xffffffff) },
   { key: "steps", flag: "steps", group: "optimisation", kind: "cadence", def: 2500, help: "optimizer updates for the whole run (raise it on --resume to train further)", parse: int("steps", 1) },
   { key: "valEvery", flag: "val-every", group: "evaluation", kind: "cadence", def: 100, help: "validation loss every N steps (0 = never; also at the start and end)", parse: int("val-every", 0) },

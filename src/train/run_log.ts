@@ -1,7 +1,7 @@
 // The run's JSONL log (one object per step and per evaluation) and the SVG loss curve beside it.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { appendText, makeFolder, writeFileAtomic } from "../io/atomic.ts";
 
 export interface StepRecord {
   step: number;
@@ -10,6 +10,8 @@ export interface StepRecord {
   grad_norm: number;
   ms: number;
   tokens_per_s: number;
+  /** why the update was skipped (the outlier guard), when it was */
+  skipped?: string;
 }
 export interface EvalRecord {
   step: number;
@@ -31,7 +33,7 @@ export class RunLog {
   constructor(path: string, resumeStep: number | null) {
     this.path = path;
     this.svgPath = path.replace(/\.jsonl?$/i, "") + ".svg";
-    mkdirSync(dirname(path), { recursive: true });
+    makeFolder(dirname(path));
     const kept: string[] = [];
     if (resumeStep !== null && existsSync(path)) {
       for (const line of readFileSync(path, "utf8").split("\n")) {
@@ -56,7 +58,7 @@ export class RunLog {
   }
 
   append(record: Record_): void {
-    appendFileSync(this.path, JSON.stringify(record) + "\n");
+    appendText(this.path, JSON.stringify(record) + "\n");
     this.remember(record);
   }
 

@@ -36,6 +36,9 @@ export interface RunSpec {
   beta2: number;
   eps: number;
   gradClip: number;
+  /** skip an update whose loss / gradient norm z-score exceeds this (0 = off; outliers.ts) */
+  skipLossZ: number;
+  skipGradZ: number;
   seed: number;
   // ---- cadence: may change on resume ----
   steps: number;
@@ -53,7 +56,7 @@ export interface RunSpec {
 
 /** The spec's plain scalar fields, each set by the flag of the same key. */
 const SCALAR_KEYS = [
-  "shuffle", "batch", "seq", "lr", "schedule", "warmup", "lrMinFrac", "decayFrac", "weightDecay", "beta1", "beta2", "eps", "gradClip", "seed",
+  "shuffle", "batch", "seq", "lr", "schedule", "warmup", "lrMinFrac", "decayFrac", "weightDecay", "beta1", "beta2", "eps", "gradClip", "skipLossZ", "skipGradZ", "seed",
   "steps", "valEvery", "valBatches", "sampleEvery", "sampleTokens", "temperature", "ckptDir", "ckptEvery", "keepLast",
 ] as const satisfies ReadonlyArray<keyof RunSpec & FlagKey>;
 
@@ -214,6 +217,8 @@ function fromLegacyOptions(options: unknown, lr: unknown, source: string, defaul
   const spec: Record<string, unknown> = {};
   for (const key of SCALAR_KEYS) spec[key] = o[key];
   spec.lr = o.lr ?? lr;
+  spec.skipLossZ = 0; // the outlier guard came later: off
+  spec.skipGradZ = 0;
   spec.model = typeof o.init === "string" ? { file: resolve(o.init) } : { fresh: o.model ?? "d4" };
   spec.data = Array.isArray(o.trainData)
     ? { files: { train: o.trainData.map((p) => resolve(String(p))), val: Array.isArray(o.valData) ? o.valData.map((p) => resolve(String(p))) : [] } }

@@ -2,7 +2,7 @@
 // gradient accumulation, clipping, schedules, evaluation, samples, checkpoints, logging and
 // Ctrl-C handling. Everything that can be wrong with the flags or the data is found in set-up,
 // before the first step; the loop reads its settings from the frozen run spec only.
-import { existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UsageError } from "../base/errors.ts";
 import { Rng } from "../base/rng.ts";
@@ -12,9 +12,10 @@ import { decode } from "../data/tokenizer.ts";
 import { setThreads, threadCount, defaultThreadCount } from "../ffi.ts";
 import { generate } from "../infer/generate.ts";
 import { InferenceEngine } from "../infer/engine.ts";
+import { makeFolder, removeFile, removeStaleTemps, WriteError } from "../io/atomic.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../io/llmts_checkpoint.ts";
-import { checkpointPath, listCheckpoints } from "../io/run_folder.ts";
+import { checkpointPath, listCheckpoints, newestCheckpoint } from "../io/run_folder.ts";
 import { EOT_TOKEN, type GPT2Config, namedConfig } from "../model/config.ts";
 import { trainingStepFlops } from "../model/flops.ts";
 import { GPT2 } from "../model/gpt2.ts";
@@ -23,6 +24,7 @@ import { AdamW, gradNorm } from "../optim/adamw.ts";
 import { givenPeak, measureFmaPeak, mfuPercent, type PeakMeasurement } from "../perf/peak.ts";
 import { pruneCheckpoints, resolveResume } from "./checkpoints.ts";
 import { DEFAULTS, type TrainFlags } from "./options.ts";
+import { ZScoreWindow } from "./outliers.ts";
 import { Progress } from "./progress.ts";
 import { checkRunSpec, type DataSource, describeData, resolveRunSpec, type RunSpec, savedRunSpec, type SpecDefaults, specDefaults } from "./run_spec.ts";
 import { RunLog } from "./run_log.ts";
@@ -50,6 +52,8 @@ export interface Run {
   train: TokenLoader;
   val: TokenLoader | null;
   sampleRng: Rng;
+  /** recent losses and gradient norms of accepted updates (the --skip-*-z guard) */
+  recent: { loss: ZScoreWindow; gradNorm: ZScoreWindow };
   log: RunLog;
   startStep: number;
   /** where this run's weights came from, for the banner */
@@ -134,13 +138,15 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
 
   // Everything checked: now the work starts.
   if (threads !== threadCount()) setThreads(threads);
-  if (resumed === null && given.overwrite === true) for (const { path } of listCheckpoints(spec.ckptDir)) unlinkSync(path);
-  mkdirSync(spec.ckptDir, { recursive: true });
+  if (resumed === null && given.overwrite === true) for (const { path } of listCheckpoints(spec.ckptDir)) removeFile(path);
+  makeFolder(spec.ckptDir);
+  for (const stale of removeStaleTemps(spec.ckptDir)) progress(`removed ${stale}, left by a run killed while writing it`);
 
   let model: GPT2;
   const hyper = { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps, weightDecay: spec.weightDecay };
   const optimizer = new AdamW(parameterCount(config), hyper);
   const sampleRng = new Rng(spec.seed ^ SEED_STREAMS.sample);
+  const recent = { loss: new ZScoreWindow(), gradNorm: new ZScoreWindow() };
   let origin: string;
   if (resumed !== null) {
     model = new GPT2(resumed.weights);
@@ -148,6 +154,11 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     optimizer.v.set(resumed.v!);
     optimizer.step = resumed.step;
     if (resumed.state.sampleRng !== undefined) sampleRng.setState(resumed.state.sampleRng);
+    const saved = resumed.state.recent as { loss?: unknown; gradNorm?: unknown } | undefined;
+    if (saved !== undefined) {
+      recent.loss.restore(saved.loss, `${resumePath}: recent losses`);
+      recent.gradNorm.restore(saved.gradNorm, `${resumePath}: recent gradient norms`);
+    }
     origin = `resumed from ${resumePath} at step ${resumed.step}`;
   } else if (initWeights !== null) {
     model = new GPT2(initWeights);
@@ -158,7 +169,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
   }
   const log = new RunLog(spec.log, resumed?.step ?? null);
   const peak = given.peakGflops !== undefined ? givenPeak(given.peakGflops, threads) : measureFmaPeak(threads);
-  return { spec, threads, peak, accumulation, model, optimizer, train, val, sampleRng, log, startStep: resumed?.step ?? 0, origin, dataNote: describeData(spec.data) };
+  return { spec, threads, peak, accumulation, model, optimizer, train, val, sampleRng, recent, log, startStep: resumed?.step ?? 0, origin, dataNote: describeData(spec.data) };
 }
 
 function resolveData(spec: RunSpec, progress: (message: string) => void): { trainFiles: string[]; valFiles: string[] } {
@@ -183,7 +194,8 @@ export function ensureDefaultCorpus(progress: (message: string) => void): void {
 }
 
 function checkpointState(run: Run): Record<string, unknown> {
-  return { spec: run.spec, loader: run.train.state(), sampleRng: run.sampleRng.state(), savedAt: new Date().toISOString() };
+  const recent = { loss: run.recent.loss.state(), gradNorm: run.recent.gradNorm.state() };
+  return { spec: run.spec, loader: run.train.state(), sampleRng: run.sampleRng.state(), recent, savedAt: new Date().toISOString() };
 }
 
 function saveCheckpoint(run: Run, step: number): string {
@@ -214,74 +226,138 @@ function sample(run: Run, engine: InferenceEngine): string {
   return decode(tokens);
 }
 
+/** Why this step's update should be skipped (the --skip-loss-z / --skip-grad-z guard), or null. */
+function outlier(run: Run, loss: number, norm: number): string | null {
+  const { skipLossZ, skipGradZ } = run.spec;
+  const zLoss = skipLossZ > 0 ? run.recent.loss.zscore(loss) : null;
+  if (zLoss !== null && zLoss > skipLossZ) return `loss z-score ${zLoss.toFixed(2)} > ${skipLossZ}`;
+  const zGrad = skipGradZ > 0 ? run.recent.gradNorm.zscore(norm) : null;
+  if (zGrad !== null && zGrad > skipGradZ) return `gradient norm z-score ${zGrad.toFixed(2)} > ${skipGradZ}`;
+  return null;
+}
+
+/** What the loop carries from step to step. */
+interface LoopState {
+  step: number;
+  /** the newest checkpoint this process wrote */
+  lastCheckpoint: string | null;
+  valLoss: number | null;
+  emaMs: number;
+  engine: InferenceEngine | null;
+}
+
+/** One optimizer step: accumulation, the norm, the outlier guard, clipping, AdamW. */
+function trainStep(run: Run, state: LoopState): { loss: number; norm: number; lr: number; skipped: string | null } {
+  const { model, optimizer, train, spec: o } = run;
+  model.zeroGrad();
+  let lossSum = 0;
+  for (let micro = 0; micro < run.accumulation; micro++) {
+    train.next();
+    lossSum += model.forward(train.inputs, train.targets, o.batch, o.seq);
+    model.backward();
+  }
+  const loss = lossSum / run.accumulation;
+  // The backward pass of each micro-batch adds the gradient of its mean loss: divide by the
+  // number of micro-batches for the gradient of the mean over the whole update.
+  const norm = gradNorm(model.grads) / run.accumulation;
+  if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+    const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
+    throw new TrainingFailed(`step ${state.step + 1}: the ${what}; stopping (last checkpoint: ${state.lastCheckpoint ?? "none this session"}). Try a lower --lr or --grad-clip`);
+  }
+  const lr = learningRate(state.step, o);
+  const skipped = outlier(run, loss, norm);
+  if (skipped === null) {
+    let scale = 1 / run.accumulation;
+    if (o.gradClip > 0 && norm > o.gradClip) scale *= o.gradClip / norm;
+    optimizer.update(model.params, model.grads, lr, scale);
+    run.recent.loss.push(loss);
+    run.recent.gradNorm.push(norm);
+  }
+  return { loss, norm, lr, skipped };
+}
+
+/** Evaluation, a sample and a checkpoint when their cadence (or the last step) says so. */
+function afterStep(run: Run, state: LoopState, progress: Progress): void {
+  const o = run.spec, step = state.step;
+  const last = step === o.steps;
+  if (run.val !== null && ((o.valEvery > 0 && step % o.valEvery === 0) || last)) {
+    state.valLoss = evaluate(run);
+    run.log.append({ step, val_loss: state.valLoss! });
+    progress.message(`step ${step}: val loss ${state.valLoss!.toFixed(4)}`);
+  }
+  if (o.sampleTokens > 0 && ((o.sampleEvery > 0 && step % o.sampleEvery === 0) || last)) {
+    state.engine ??= new InferenceEngine(run.model.weights);
+    const text = sample(run, state.engine).replaceAll("\r", "");
+    progress.message(`step ${step} sample:\n${text.split("\n").map((line) => `  │ ${line}`).join("\n")}`);
+  }
+  if ((o.ckptEvery > 0 && step % o.ckptEvery === 0) || last) {
+    state.lastCheckpoint = checkpointOrFail(run, state);
+    if (!last) progress.message(`step ${step}: saved ${state.lastCheckpoint}`);
+  }
+  run.log.refreshSvg(last);
+}
+
+/** Saves a checkpoint; a failed write (full disk, read-only folder) ends the run naming the last good one. */
+function checkpointOrFail(run: Run, state: LoopState): string {
+  try {
+    return saveCheckpoint(run, state.step);
+  } catch (error) {
+    if (!(error instanceof WriteError)) throw error;
+    const previous = state.lastCheckpoint ?? newestCheckpoint(run.spec.ckptDir) ?? "none";
+    throw new TrainingFailed(`step ${state.step}: ${error.message}. The last complete checkpoint: ${previous}`);
+  }
+}
+
+/**
+ * The log could not be written (full disk, say): keep the checkpoint guarantees by saving one for
+ * the current step (in the checkpoint folder, which may still have room), then stop.
+ */
+function logFailure(run: Run, state: LoopState, error: WriteError): TrainingFailed {
+  let saved = state.lastCheckpoint;
+  if (state.step > run.startStep && saved !== checkpointPath(run.spec.ckptDir, state.step)) {
+    try {
+      saved = saveCheckpoint(run, state.step);
+    } catch (again) {
+      if (!(again instanceof WriteError)) throw again;
+      saved = `none saved now (${again.message}); the newest earlier one: ${newestCheckpoint(run.spec.ckptDir) ?? "none"}`;
+    }
+  }
+  return new TrainingFailed(`step ${state.step}: ${error.message}; stopping. Checkpoint: ${saved ?? newestCheckpoint(run.spec.ckptDir) ?? "none"}`);
+}
+
 /** The step loop. `shouldStop` is polled between steps (Ctrl-C). */
 export async function trainLoop(run: Run, progress: Progress, shouldStop: () => boolean): Promise<RunResult> {
   const o = run.spec;
-  const { model, optimizer, train, log } = run;
-  const { batch: B, seq: T } = o;
-  const flopsPerStep = trainingStepFlops(model.config, T, o.totalBatch);
-  let engine: InferenceEngine | null = null;
-  let lastCheckpoint: string | null = null;
-  let valLoss: number | null = null;
-  let emaMs = 0;
-  const samplingOn = o.sampleTokens > 0;
-
-  if (run.startStep === 0 && run.val !== null) {
-    valLoss = evaluate(run);
-    log.append({ step: 0, val_loss: valLoss! });
-    progress.message(`step 0: val loss ${valLoss!.toFixed(4)}`);
+  const flopsPerStep = trainingStepFlops(run.model.config, o.seq, o.totalBatch);
+  const state: LoopState = { step: run.startStep, lastCheckpoint: null, valLoss: null, emaMs: 0, engine: null };
+  try {
+    if (run.startStep === 0 && run.val !== null) {
+      state.valLoss = evaluate(run);
+      run.log.append({ step: 0, val_loss: state.valLoss! });
+      progress.message(`step 0: val loss ${state.valLoss!.toFixed(4)}`);
+    }
+    while (state.step < o.steps) {
+      if (shouldStop()) break;
+      const started = performance.now();
+      const { loss, norm, lr, skipped } = trainStep(run, state);
+      state.step += 1;
+      const ms = performance.now() - started;
+      state.emaMs = state.emaMs === 0 ? ms : 0.9 * state.emaMs + 0.1 * ms;
+      const tokensPerS = o.totalBatch / (ms / 1000);
+      run.log.append({ step: state.step, loss, lr, grad_norm: norm, ms, tokens_per_s: tokensPerS, ...(skipped === null ? {} : { skipped }) });
+      if (skipped !== null) progress.message(`step ${state.step}: update skipped (${skipped})`);
+      const etaS = ((o.steps - state.step) * state.emaMs) / 1000;
+      progress.step({ step: state.step, steps: o.steps, loss, lr, gradNorm: norm, ms, tokensPerS, etaS, mfu: mfuPercent(flopsPerStep, ms / 1000, run.peak.gflops) / 100, valLoss: state.valLoss });
+      afterStep(run, state, progress);
+      // Yield to the event loop so a Ctrl-C handler can run between steps.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    const interrupted = state.step < o.steps;
+    if (interrupted && state.step > run.startStep && state.lastCheckpoint !== checkpointPath(o.ckptDir, state.step)) state.lastCheckpoint = checkpointOrFail(run, state);
+    run.log.refreshSvg(true);
+    return { step: state.step, interrupted, lastCheckpoint: state.lastCheckpoint, finalValLoss: state.valLoss };
+  } catch (error) {
+    if (error instanceof WriteError) throw logFailure(run, state, error);
+    throw error;
   }
-  let step = run.startStep;
-  while (step < o.steps) {
-    if (shouldStop()) break;
-    const started = performance.now();
-    model.zeroGrad();
-    let lossSum = 0;
-    for (let micro = 0; micro < run.accumulation; micro++) {
-      train.next();
-      lossSum += model.forward(train.inputs, train.targets, B, T);
-      model.backward();
-    }
-    const loss = lossSum / run.accumulation;
-    // The backward pass of each micro-batch adds the gradient of its mean loss: divide by the
-    // number of micro-batches for the gradient of the mean over the whole update.
-    const norm = gradNorm(model.grads) / run.accumulation;
-    if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-      const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
-      throw new TrainingFailed(`step ${step + 1}: the ${what}; stopping (last checkpoint: ${lastCheckpoint ?? "none this session"}). Try a lower --lr or --grad-clip`);
-    }
-    let scale = 1 / run.accumulation;
-    if (o.gradClip > 0 && norm > o.gradClip) scale *= o.gradClip / norm;
-    const lr = learningRate(step, o);
-    optimizer.update(model.params, model.grads, lr, scale);
-    step += 1;
-    const ms = performance.now() - started;
-    emaMs = emaMs === 0 ? ms : 0.9 * emaMs + 0.1 * ms;
-    const tokensPerS = o.totalBatch / (ms / 1000);
-    log.append({ step, loss, lr, grad_norm: norm, ms, tokens_per_s: tokensPerS });
-    progress.step({ step, steps: o.steps, loss, lr, gradNorm: norm, ms, tokensPerS, etaS: ((o.steps - step) * emaMs) / 1000, mfu: mfuPercent(flopsPerStep, ms / 1000, run.peak.gflops) / 100, valLoss });
-
-    const last = step === o.steps;
-    if (run.val !== null && ((o.valEvery > 0 && step % o.valEvery === 0) || last)) {
-      valLoss = evaluate(run);
-      log.append({ step, val_loss: valLoss! });
-      progress.message(`step ${step}: val loss ${valLoss!.toFixed(4)}`);
-    }
-    if (samplingOn && ((o.sampleEvery > 0 && step % o.sampleEvery === 0) || last)) {
-      engine ??= new InferenceEngine(model.weights);
-      const text = sample(run, engine).replaceAll("\r", "");
-      progress.message(`step ${step} sample:\n${text.split("\n").map((line) => `  │ ${line}`).join("\n")}`);
-    }
-    if ((o.ckptEvery > 0 && step % o.ckptEvery === 0) || last) {
-      lastCheckpoint = saveCheckpoint(run, step);
-      if (!last) progress.message(`step ${step}: saved ${lastCheckpoint}`);
-    }
-    log.refreshSvg(last);
-    // Yield to the event loop so a Ctrl-C handler can run between steps.
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  const interrupted = step < o.steps;
-  if (interrupted && step > run.startStep && lastCheckpoint !== checkpointPath(o.ckptDir, step)) lastCheckpoint = saveCheckpoint(run, step);
-  log.refreshSvg(true);
-  return { step, interrupted, lastCheckpoint, finalValLoss: valLoss };
 }
