@@ -35,7 +35,7 @@ interface Result { code: number | null; signal: string | null; stderr: string }
 function run(args: string[], fault?: string): Result {
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", LLMTS_FAULT_KILL_WRITE: fault };
   const p = Bun.spawnSync(["bun", ...args], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
-  return { code: p.exitCode, signal: p.signalCode ?? null, stderr: p.stderr.toString() };
+  return { code: p.exitCode, signal: p.signalCode === undefined || p.signalCode === null ? null : String(p.signalCode), stderr: p.stderr.toString() };
 }
 
 const trainArgs = (ckpt: string, extra: string[] = []) => [
