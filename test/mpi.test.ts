@@ -75,6 +75,14 @@ describe.skipIf(MPIRUN === null)("ZeRO-0 and ZeRO-1 AdamW (test/mpi/zero.ts)", (
   });
 });
 
+describe.skipIf(MPIRUN === null)("wte overlap: embedding rows exchanged, added after the reduction (test/mpi/embedding.ts)", () => {
+  for (const np of [2, 3]) {
+    test(`${np} ranks: equal to the encoder kernel on the global batch, bit for bit`, () => {
+      expectAllPassed(mpirun(np, "embedding.ts", { MAX_ELEMENTS_PER_CALL: "333" }), 5);
+    });
+  }
+});
+
 describe.skipIf(MPIRUN === null)("a rank that fails ends the whole job, naming the rank (test/mpi/faults.ts)", () => {
   test("SIGKILL mid-collective: mpirun ends the job within seconds", () => {
     for (const np of [2, 3]) {
