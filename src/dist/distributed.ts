@@ -8,13 +8,16 @@
 // collective — the case mpirun cannot see: a rank that is alive but stopped taking part (stuck, or
 // it skipped a collective). A rank that dies is mpirun's case: it ends the job itself and names
 // the rank. MPI counts are C ints, so large buffers are moved in pieces of at most
-// `maxElementsPerCall` elements (2^26 by default: 256 MiB of floats).
+// `maxElementsPerCall` elements: 2^22 by default (16 MiB of floats), well inside the ints. On 2
+// local ranks 4M-float pieces were never slower than 64M-float ones and sometimes much faster
+// (reducing 124M floats to their owners: 128 vs 222 ms in one pair of runs; the machine was
+// shared and the figures noisy, see docs/distributed.md).
 import { writeSync } from "node:fs";
 import { detectMpiLaunch, Mpi, MpiArgumentError, type MpiBuffer, type MpiLaunch, type MpiRequest, type ReduceOp, yieldProcessor } from "./mpi.ts";
 import type { ShardLayout } from "./shards.ts";
 
 export const DEFAULT_TIMEOUT_S = 600;
-export const DEFAULT_MAX_ELEMENTS_PER_CALL = 2 ** 26;
+export const DEFAULT_MAX_ELEMENTS_PER_CALL = 2 ** 22;
 const INT_MAX = 2 ** 31 - 1;
 /** point-to-point tag of the heartbeats exchanged after a timeout */
 const TAG_HEARTBEAT = 7001;
@@ -24,7 +27,7 @@ const SPINS_BEFORE_YIELD = 64;
 export interface DistributedOptions {
   /** a collective not complete after this many seconds ends the job (default: $LLMTS_MPI_TIMEOUT_S or 600) */
   timeoutSeconds?: number;
-  /** most elements one MPI call moves (default 2^26); tests lower it to exercise the splitting */
+  /** most elements one MPI call moves (default 2^22); tests lower it to exercise the splitting */
   maxElementsPerCall?: number;
 }
 

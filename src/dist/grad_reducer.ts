@@ -47,6 +47,8 @@ export class GradientReducer {
   current = emptyCommTimes();
   lastStep = emptyCommTimes();
   readonly total = emptyCommTimes();
+  /** waitAll() calls so far: the optimizer checks it has a fresh reduction before it updates */
+  completedSteps = 0;
   private pending: MpiRequest[] = [];
   /** ranges readied this step, in posting order */
   private readied: Array<[number, number]> = [];
@@ -114,6 +116,7 @@ export class GradientReducer {
     this.sequenceHashB = 0x2545f491;
     this.lastStep = step;
     addCommTimes(this.total, step);
+    this.completedSteps++;
     for (let r = 1; r < this.dist.size; r++) {
       if (hashes[2 * r] !== hashes[0] || hashes[2 * r + 1] !== hashes[1]) {
         throw new Error(`the ranks posted different gradient ranges (rank ${r} differs from rank 0): every rank must ready the same ranges in the same order; the reduced gradients are wrong`);

@@ -71,6 +71,11 @@ function checkUpdate(fn: string, params: Float32Array, count: number, lr: number
   if (!Number.isFinite(gradScale)) throw new Error(`${fn}: gradScale must be finite, got ${gradScale}`);
 }
 
+/** Throws unless the reducer finished a step (waitAll) since the last update. */
+function checkReduced(fn: string, reducer: GradientReducer, updatedAfter: number): void {
+  if (reducer.completedSteps <= updatedAfter) throw new Error(`${fn}: the gradients of this step are not reduced yet: call reducer.waitAll() first`);
+}
+
 function checkFullMoments(fn: string, full: { m: Float32Array; v: Float32Array } | null, count: number): { m: Float32Array; v: Float32Array } {
   if (full === null || !(full.m instanceof Float32Array) || !(full.v instanceof Float32Array)) throw new Error(`${fn}: rank 0 must pass the full moments m and v`);
   if (full.m.length !== count || full.v.length !== count) throw new Error(`${fn}: the moments hold ${full.m.length} and ${full.v.length} floats, the model has ${count} parameters`);
@@ -95,6 +100,8 @@ export class ReplicatedAdamW implements DataParallelOptimizer {
   readonly reducer: GradientReducer;
   readonly lastUpdateComm = emptyCommTimes();
   private readonly adam: AdamW;
+  /** reducer.completedSteps at the last update */
+  private reducedAtUpdate = 0;
 
   constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
     this.paramCount = grads.length;
@@ -112,12 +119,15 @@ export class ReplicatedAdamW implements DataParallelOptimizer {
   }
 
   gradNorm(): number {
+    checkReduced("ReplicatedAdamW.gradNorm", this.reducer, this.reducedAtUpdate);
     return Math.sqrt(gradNormSquared(this.grads)) / this.dist.size;
   }
 
   update(params: Float32Array, lr: number, gradScale = 1): void {
     checkUpdate("ReplicatedAdamW.update", params, this.paramCount, lr, gradScale);
+    checkReduced("ReplicatedAdamW.update", this.reducer, this.reducedAtUpdate);
     this.adam.update(params, this.grads, lr, gradScale / this.dist.size);
+    this.reducedAtUpdate = this.reducer.completedSteps;
   }
 
   streamMomentsToRoot(visit: MomentVisitor): void {
@@ -159,6 +169,8 @@ export class ShardedAdamW implements DataParallelOptimizer {
   /** AdamW over the shard only; null when the shard is empty (more ranks than parameters need) */
   private readonly adam: AdamW | null;
   private stepCount = 0;
+  /** reducer.completedSteps at the last update */
+  private reducedAtUpdate = 0;
 
   constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
     this.paramCount = grads.length;
@@ -186,12 +198,15 @@ export class ShardedAdamW implements DataParallelOptimizer {
   }
 
   gradNorm(): number {
+    checkReduced("ShardedAdamW.gradNorm", this.reducer, this.reducedAtUpdate);
     const mine = this.shardEnd > this.shardStart ? gradNormSquared(this.grads.subarray(this.shardStart, this.shardEnd)) : 0;
     return Math.sqrt(this.dist.sumF64([mine])[0]) / this.dist.size;
   }
 
   update(params: Float32Array, lr: number, gradScale = 1): void {
     checkUpdate("ShardedAdamW.update", params, this.paramCount, lr, gradScale);
+    checkReduced("ShardedAdamW.update", this.reducer, this.reducedAtUpdate);
+    this.reducedAtUpdate = this.reducer.completedSteps;
     if (this.adam !== null) {
       this.adam.step = this.stepCount;
       this.adam.update(params.subarray(this.shardStart, this.shardEnd), this.grads.subarray(this.shardStart, this.shardEnd), lr, gradScale / this.dist.size);

@@ -150,6 +150,14 @@ await runChecks((h) => {
     trainAgainstReference(h, `ZeRO-1 P=${tiny}, N=${N} (a rank may own nothing)`, opt, params, ref, refParams, "dyadic", 0, 2);
     checkMoments(h, `ZeRO-1 P=${tiny}`, opt, { m: ref.m, v: ref.v });
 
+    for (const zero of [0, 1] as ZeroStage[]) {
+      const unreduced = createDataParallelOptimizer(dist, new Float32Array(tiny), HYPER, zero);
+      h.expectThrow(`ZeRO-${zero}: update before waitAll`, () => unreduced.update(new Float32Array(tiny), 1e-3), /not reduced yet: call reducer.waitAll\(\) first/);
+      unreduced.reducer.waitAll();
+      unreduced.update(new Float32Array(tiny), 1e-3);
+      h.expectThrow(`ZeRO-${zero}: a second update on the same reduction`, () => unreduced.update(new Float32Array(tiny), 1e-3), /not reduced yet/);
+    }
+
     // The reducer refuses ranges that overlap or fall outside, before posting anything.
     const reducer = new GradientReducer(dist, new Float32Array(100), null);
     reducer.ready(0, 10);
