@@ -11,9 +11,16 @@
 // Shuffled (the default for training): the same windows, visited in a fresh seeded permutation
 // each epoch (over all shards at once). The state — epoch, cursor and the RNG state that produced
 // the current permutation — is plain JSON, so a resumed run sees exactly the batches it would have.
-import { InputError } from "../base/errors.ts";
+//
+// Data-parallel ranks (llm.c's semantics): rank r of N works on *global* windows of N·B·T+1 tokens
+// at multiples of N·B·T — exactly the windows of one process at batch N·B — and reads its B·T+1
+// tokens at offset r·B·T inside each, i.e. batch k of rank r starts at (k·N + r)·B·T of the
+// unshuffled stream. Every rank walks the same global windows in the same (seeded) order, so the N
+// ranks' B rows, in rank order, are the single process's N·B rows, and the loader state is the same
+// on every rank and equal to that single process's state.
 import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
+import { InputError } from "../base/errors.ts";
 import { Rng, type RngState } from "../base/rng.ts";
 import { readTokenFile, TokenFileError } from "./token_file.ts";
 
@@ -32,6 +39,9 @@ export interface LoaderOptions {
   seed: number;
   /** names the data in errors ("train", "val") */
   label: string;
+  /** data-parallel rank in [0, worldSize) and number of ranks (default 0 of 1: one process) */
+  rank?: number;
+  worldSize?: number;
 }
 
 export interface LoaderState {
@@ -71,11 +81,17 @@ export class TokenLoader {
   readonly T: number;
   readonly inputs: Int32Array;
   readonly targets: Int32Array;
-  /** windows of B·T+1 tokens available per epoch */
+  readonly rank: number;
+  readonly worldSize: number;
+  /** global windows (N·B·T+1 tokens over N ranks; B·T+1 for one process) available per epoch */
   readonly batchesPerEpoch: number;
   readonly totalTokens: number;
   private readonly shards: Uint16Array[];
   private readonly shuffle: boolean;
+  /** tokens between consecutive global windows: worldSize·B·T */
+  private readonly span: number;
+  /** where this rank's B·T+1 tokens start inside a global window: rank·B·T */
+  private readonly rankOffset: number;
   /** shuffled mode: window start (shard, position) for each window index */
   private readonly windowShard: Uint32Array;
   private readonly windowStart: Float64Array;
@@ -90,11 +106,21 @@ export class TokenLoader {
   constructor(options: LoaderOptions) {
     const { B, T, vocabSize, label } = options;
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new DataError(`${label} data: B and T must be positive integers (got ${B}, ${T})`);
+    const rank = options.rank ?? 0;
+    const worldSize = options.worldSize ?? 1;
+    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+      throw new DataError(`${label} data: rank must be an integer in [0, worldSize) and worldSize a positive integer (got rank ${rank} of ${worldSize})`);
+    }
     this.B = B;
     this.T = T;
+    this.rank = rank;
+    this.worldSize = worldSize;
+    this.span = worldSize * B * T;
+    this.rankOffset = rank * B * T;
     this.shuffle = options.shuffle;
     this.files = expandFiles(options.files, label);
-    const need = B * T + 1;
+    const need = this.span + 1;
+    const needs = worldSize === 1 ? `one batch needs (B·T+1 = ${B}·${T}+1 = ${need})` : `one global batch of ${worldSize} ranks needs (N·B·T+1 = ${worldSize}·${B}·${T}+1 = ${need})`;
     this.shards = this.files.map((path) => {
       let tokens: Uint16Array;
       try {
@@ -104,20 +130,20 @@ export class TokenLoader {
         throw error;
       }
       if (tokens.length < need) {
-        throw new DataError(`${label} data: ${path} has ${tokens.length} tokens, fewer than one batch needs (B·T+1 = ${B}·${T}+1 = ${need}); lower --batch/--seq or add data`);
+        throw new DataError(`${label} data: ${path} has ${tokens.length} tokens, fewer than ${needs}; lower --batch/--seq or add data`);
       }
       checkIds(tokens, vocabSize, path, label);
       return tokens;
     });
     this.totalTokens = this.shards.reduce((n, s) => n + s.length, 0);
-    const perShard = this.shards.map((s) => Math.floor((s.length - 1) / (B * T)));
+    const perShard = this.shards.map((s) => Math.floor((s.length - 1) / this.span));
     this.batchesPerEpoch = perShard.reduce((a, b) => a + b, 0);
     this.windowShard = new Uint32Array(this.batchesPerEpoch);
     this.windowStart = new Float64Array(this.batchesPerEpoch);
     for (let s = 0, w = 0; s < perShard.length; s++) {
       for (let k = 0; k < perShard[s]; k++, w++) {
         this.windowShard[w] = s;
-        this.windowStart[w] = k * B * T;
+        this.windowStart[w] = k * this.span;
       }
     }
     this.order = new Uint32Array(this.shuffle ? this.batchesPerEpoch : 0);
@@ -140,7 +166,7 @@ export class TokenLoader {
       shard = this.windowShard[w];
       start = this.windowStart[w];
     } else {
-      const span = this.B * this.T;
+      const span = this.span;
       if (this.position + span + 1 > this.shards[this.shard].length) {
         this.shard = (this.shard + 1) % this.shards.length;
         this.position = 0;
@@ -152,6 +178,7 @@ export class TokenLoader {
     }
     const tokens = this.shards[shard];
     const n = this.B * this.T;
+    start += this.rankOffset;
     for (let i = 0; i < n; i++) {
       this.inputs[i] = tokens[start + i];
       this.targets[i] = tokens[start + i + 1];
@@ -182,7 +209,8 @@ export class TokenLoader {
     // File names, not full paths: a data folder that moved (or a repo checked out elsewhere) still resumes.
     const names = (files: unknown) => (Array.isArray(files) ? files.map((f) => basename(String(f))) : null);
     if (state.windows !== this.batchesPerEpoch || JSON.stringify(names(state.files)) !== JSON.stringify(names(this.files))) {
-      throw bad(`the data differs from the checkpoint's (${JSON.stringify(state.files)}, ${state.windows} batches of ${this.B}×${this.T} per epoch; now ${this.batchesPerEpoch})`);
+      const shape = this.worldSize === 1 ? `${this.B}×${this.T}` : `${this.worldSize}·${this.B}×${this.T} (${this.worldSize} ranks)`;
+      throw bad(`the data differs from the checkpoint's (${JSON.stringify(state.files)}, ${state.windows} batches of ${shape} per epoch; now ${this.batchesPerEpoch})`);
     }
     const int = (x: unknown, max: number) => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= max;
     if (!int(state.epoch, Number.MAX_SAFE_INTEGER) || !int(state.cursor, this.batchesPerEpoch)) throw bad("epoch/cursor out of range");
