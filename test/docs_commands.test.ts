@@ -45,7 +45,7 @@ function programOf(argv: string[]): { entry: string | null; args: string[]; prob
   }
   if (a[0] === "mpirun") {
     const at = a.indexOf("bun");
-    if (at < 0) return { entry: null, args: [], problem: "mpirun without bun" };
+    if (at < 0) return { entry: null, args: [] }; // a fragment such as `mpirun --mca …`
     a = a.slice(at);
   }
   const [tool, ...rest] = a;
