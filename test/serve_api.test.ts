@@ -9,7 +9,7 @@
 //   - a full server answers 503 + Retry-After, a disconnecting client frees its slot at once,
 //     SIGTERM ends open streams with a final event and releases the port, bad flags exit 2.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import OpenAI from "openai";
 import { decode, encode } from "../src/data/tokenizer.ts";
@@ -192,22 +192,29 @@ describe("OpenAI client against bun run serve", () => {
     expect(notFound).toBeInstanceOf(OpenAI.NotFoundError);
   });
 
-  test("the curl commands of the README and docs/serving.md work as written", async () => {
-    const { readFileSync } = await import("node:fs");
-    const commands: string[] = [];
+  test("the curl commands and openai examples of the README and docs/serving.md work as written", () => {
+    const commands: string[] = [], scripts: string[] = [];
     for (const file of ["README.md", "docs/serving.md"]) {
       const text = readFileSync(`${ROOT}/${file}`, "utf8");
       for (const block of text.matchAll(/```(?:sh|bash|shell)\n([\s\S]*?)```/g)) {
         for (const line of block[1].replace(/\\\n\s*/g, " ").split("\n")) if (line.trim().startsWith("curl ")) commands.push(line.trim());
       }
+      for (const block of text.matchAll(/```ts\n([\s\S]*?)```/g)) if (block[1].includes('from "openai"')) scripts.push(block[1]);
     }
-    expect(commands.length).toBeGreaterThanOrEqual(3);
+    expect(commands.length).toBeGreaterThanOrEqual(5);
+    expect(scripts.length).toBeGreaterThanOrEqual(2);
+    const here = (text: string) => text.replaceAll("http://127.0.0.1:8080/", server.url);
     for (const command of commands) {
-      const run = Bun.spawnSync(["bash", "-c", command.replaceAll("http://127.0.0.1:8080/", server.url)], { stdout: "pipe", stderr: "pipe" });
+      const run = Bun.spawnSync(["bash", "-c", here(command)], { stdout: "pipe", stderr: "pipe" });
       const out = run.stdout.toString();
       expect(`${command}: exit ${run.exitCode} ${run.stderr.toString()}`).toBe(`${command}: exit 0 `);
       expect(out).not.toContain('"error"');
       expect(out.length).toBeGreaterThan(10);
+    }
+    for (const script of scripts) {
+      const run = Bun.spawnSync(["bun", "-e", here(script)], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+      expect(`exit ${run.exitCode} ${run.stderr.toString()}`).toBe("exit 0 ");
+      expect(run.stdout.toString().length).toBeGreaterThan(5);
     }
   });
 });

@@ -9,6 +9,7 @@
 // browser (the page is same-origin). Any Authorization header is accepted and ignored.
 import { readFileSync } from "node:fs";
 import { Rng } from "../base/rng.ts";
+import { encode } from "../data/tokenizer.ts";
 import { BatchEngine } from "../infer/batch.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
 import type { GPT2Weights } from "../model/weights.ts";
@@ -53,6 +54,7 @@ export function startServer(options: ServerOptions): RunningServer {
   const { weights, modelId, log } = options;
   const config = weights.config;
   const engine = new BatchEngine(weights, options.slots);
+  encode("load the tokenizer now, not during the first request");
   const scheduler = new Scheduler(engine, options.queue, log);
   const created = Math.floor(Date.now() / 1000);
   const seedWords = crypto.getRandomValues(new Uint32Array(2));
@@ -69,6 +71,7 @@ export function startServer(options: ServerOptions): RunningServer {
   const routes: Array<[RegExp, Route]> = [
     [/^\/$/, { methods: ["GET", "HEAD"], handle: () => new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...PAGE_HEADERS } }) }],
     [/^\/playground\.js$/, { methods: ["GET", "HEAD"], handle: () => new Response(SCRIPT, { headers: { "content-type": "text/javascript; charset=utf-8", ...PAGE_HEADERS } }) }],
+    [/^\/favicon\.ico$/, { methods: ["GET", "HEAD"], handle: () => new Response(null, { status: 204 }) }],
     [/^\/health$/, { methods: ["GET", "HEAD"], handle: () => Response.json({ status: "ok", model: modelId, ...scheduler.stats() }) }],
     [/^\/v1\/models$/, { methods: ["GET"], handle: () => Response.json({ object: "list", data: [modelObject()] }) }],
     [/^\/v1\/models\/(.+)$/, {
