@@ -6,8 +6,8 @@
 //                            chunk is one token, except tokens ending inside a UTF-8 character,
 //                            whose text comes with the next chunk)
 //   ttft_ms                  median time to the first chunk
-// and, in the same run, `bun run generate`'s decode speed on the same weights and sampling
-// settings (temperature 0.8, no top-k/top-p), the single-stream reference. The clients are
+// and, in the same run (before and after the server), `bun run generate`'s decode speed on the
+// same weights and sampling settings (temperature 0.8, no top-k/top-p), the single-stream reference. The clients are
 // this process (fetch), the server another; both share the machine's cores.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { intFlag, intListFlag } from "../src/cli/flags.ts";
 import { defaultThreadCount, MAX_THREADS } from "../src/ffi.ts";
+import { MAX_ROW_INDEPENDENT_ROWS } from "../src/infer/batch.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import { namedConfig } from "../src/model/config.ts";
 import { randomWeights } from "../src/model/init.ts";
@@ -32,7 +33,7 @@ const config = namedConfig(modelName);
 const threads = values.threads === undefined ? defaultThreadCount() : intFlag("threads", values.threads, 1, MAX_THREADS);
 const PROMPT = 16;
 const TOKENS = values.tokens === undefined ? (quick ? 32 : 128) : intFlag("tokens", values.tokens, 2, config.maxT - PROMPT);
-const STREAMS = values.streams === undefined ? [1, 4, 8] : intListFlag("streams", values.streams, 1, 64);
+const STREAMS = values.streams === undefined ? [1, 4, 8] : intListFlag("streams", values.streams, 1, MAX_ROW_INDEPENDENT_ROWS);
 const SAMPLING = { temperature: 0.8 };
 const root = resolve(import.meta.dir, "..");
 const log = (line: string) => (values.json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -48,14 +49,19 @@ try {
   log(`serve bench: ${modelName} (L=${config.L} C=${config.C}), ${threads} threads, ${TOKENS} tokens per stream after a ${PROMPT}-token prompt, streams ${STREAMS.join(", ")}${quick ? ", quick" : ""}`);
   writeLlmcCheckpoint(ckpt, randomWeights(config, 1234, { std: 0.02 }));
 
-  // The reference: bun run generate, same weights, prompt length, token count and sampling.
+  // The reference: bun run generate, same weights, prompt length, token count and sampling, run
+  // before the server starts and again after it stops (the machine's speed drifts; their mean is
+  // what the lone stream is compared with).
   const prompt = Array.from(randomTokens(PROMPT, config.V, 7));
-  const generate = Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", ckpt, "--prompt-tokens", prompt.join(","), "--max-new-tokens", String(TOKENS), "--temperature", String(SAMPLING.temperature), "--seed", "1", "--threads", String(threads)], { cwd: root, stdout: "pipe", stderr: "pipe" });
-  const generateLine = generate.stderr.toString();
-  const match = /([\d.]+) ms\/token, ([\d.]+) tokens\/s/.exec(generateLine);
-  if (generate.exitCode !== 0 || match === null) throw new Error(`bun run generate failed: ${generateLine}`);
-  const generateTokensPerS = Number(match[2]);
-  log(`bun run generate: ${match[1]} ms/token, ${generateTokensPerS.toFixed(1)} tokens/s`);
+  const runGenerate = (): number => {
+    const generate = Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", ckpt, "--prompt-tokens", prompt.join(","), "--max-new-tokens", String(TOKENS), "--temperature", String(SAMPLING.temperature), "--seed", "1", "--threads", String(threads)], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const line = generate.stderr.toString();
+    const match = /([\d.]+) ms\/token, ([\d.]+) tokens\/s/.exec(line);
+    if (generate.exitCode !== 0 || match === null) throw new Error(`bun run generate failed: ${line}`);
+    log(`bun run generate: ${match[1]} ms/token, ${match[2]} tokens/s`);
+    return Number(match[2]);
+  };
+  const generateBefore = runGenerate();
 
   server = Bun.spawn(["bun", "src/cli/serve.ts", "--ckpt", ckpt, "--port", "0", "--slots", String(Math.max(...STREAMS)), "--threads", String(threads)], { cwd: root, stdout: "pipe", stderr: "ignore" });
   const url = await serverUrl(server);
@@ -106,19 +112,24 @@ try {
     rows.push(row);
     log(`  ${String(count).padStart(2)} streams: ${row.aggregate_tokens_per_s.toFixed(1)} tokens/s aggregate, ${row.p50_ms_per_token.toFixed(1)} ms/token p50, ${row.p99_ms_per_token.toFixed(1)} p99, first token after ${row.ttft_ms.toFixed(0)} ms`);
   }
+  server.kill("SIGINT");
+  await server.exited;
+  server = null;
+  const generateAfter = runGenerate();
+  const generateTokensPerS = (generateBefore + generateAfter) / 2;
   const single = rows.find((r) => r.streams === 1);
   const most = rows[rows.length - 1];
   // Decode speed of the lone stream, measured like generate's: tokens after the first / their time.
   const lone = singleResult === null ? null : ((singleResult.tokens - 1) / (singleResult.chunks[singleResult.chunks.length - 1] - singleResult.chunks[0])) * 1000;
   if (single !== undefined && lone !== null) {
-    log(`single stream through the server: ${lone.toFixed(1)} tokens/s after the first token = ${((lone / generateTokensPerS) * 100).toFixed(0)}% of bun run generate's ${generateTokensPerS.toFixed(1)}`);
+    log(`single stream through the server: ${lone.toFixed(1)} tokens/s after the first token = ${((lone / generateTokensPerS) * 100).toFixed(0)}% of bun run generate's ${generateTokensPerS.toFixed(1)} (mean of ${generateBefore} and ${generateAfter})`);
     if (most !== single) log(`${most.streams} streams: ${(most.aggregate_tokens_per_s / single.aggregate_tokens_per_s).toFixed(2)}× the single-stream aggregate`);
   }
   if (values.json) {
     for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
     process.stdout.write(`${JSON.stringify({
       bench: "serve_reference", config: modelName, threads, tokens_per_stream: TOKENS, prompt_tokens: PROMPT,
-      generate_tokens_per_s: generateTokensPerS,
+      generate_tokens_per_s: generateTokensPerS, generate_tokens_per_s_before: generateBefore, generate_tokens_per_s_after: generateAfter,
       single_stream_tokens_per_s: lone,
       speedup_vs_single: single === undefined ? null : most.aggregate_tokens_per_s / single.aggregate_tokens_per_s,
     })}\n`);

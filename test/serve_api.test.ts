@@ -283,7 +283,7 @@ describe("slots, disconnects and shutdown", () => {
     const cases: Array<[string[], RegExp]> = [
       [[], /--ckpt PATH is required/],
       [["--ckpt", `${dir}/missing.bin`], /missing\.bin: no such file/],
-      [["--ckpt", modelPath, "--slots", "0"], /--slots: expected an integer from 1 to 64/],
+      [["--ckpt", modelPath, "--slots", "0"], /--slots: expected an integer from 1 to 16/],
       [["--ckpt", modelPath, "--port", "70000"], /--port: expected an integer from 0 to 65535/],
       [["--ckpt", modelPath, "--bogus"], /bogus/],
     ];

@@ -6,6 +6,7 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { EXIT, InputError } from "../base/errors.ts";
 import { MAX_THREADS, setThreads, threadCount } from "../ffi.ts";
+import { MAX_ROW_INDEPENDENT_ROWS } from "../infer/batch.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { startServer } from "../serve/server.ts";
 import { intFlag, nonEmptyFlag, runCli, UsageError } from "./flags.ts";
@@ -16,7 +17,7 @@ const HELP = `usage: bun run serve --ckpt PATH [options]
                          or a training run folder (its newest checkpoint), e.g. runs/train
   --port N               TCP port (default 8080; 0 = any free port, printed)
   --host ADDR            address to bind (default 127.0.0.1: this machine only)
-  --slots N              sequences decoded together (default 8, at most 64); each holds a KV cache
+  --slots N              sequences decoded together (default 8, at most ${MAX_ROW_INDEPENDENT_ROWS}); each holds a KV cache
   --queue N              requests that may wait for a slot (default 32); beyond, 503 + Retry-After
   --max-body-bytes N     request body limit (default 1048576 = 1 MiB); larger bodies get 413
   --model-name NAME      the model's id in /v1/models and responses (default: the --ckpt file name)
@@ -56,7 +57,7 @@ function parse(argv: string[]): Args | null {
     ckpt: nonEmptyFlag("ckpt", values.ckpt),
     port: optional(values.port, (v) => intFlag("port", v, 0, 65535), 8080),
     host: optional(values.host, (v) => nonEmptyFlag("host", v), "127.0.0.1"),
-    slots: optional(values.slots, (v) => intFlag("slots", v, 1, 64), 8),
+    slots: optional(values.slots, (v) => intFlag("slots", v, 1, MAX_ROW_INDEPENDENT_ROWS), 8),
     queue: optional(values.queue, (v) => intFlag("queue", v, 0, 100_000), 32),
     maxBodyBytes: optional(values["max-body-bytes"], (v) => intFlag("max-body-bytes", v, 1024, 1 << 30), 1 << 20),
     modelName: optional(values["model-name"], (v) => nonEmptyFlag("model-name", v), null),

@@ -19,6 +19,14 @@ import type { GPT2Config } from "../model/config.ts";
 import type { GPT2Weights } from "../model/weights.ts";
 import { InferenceEngine, InferenceError, type InferenceOptions } from "./engine.ts";
 
+/**
+ * The most rows a decode pass may have for the rows' arithmetic to stay independent of the row
+ * count: up to this many rows the kernel library's forward matmul streams the weights with one
+ * fixed reduction order per output element; more rows take the packed GEMM, whose blocking
+ * differs (kernels/matmul.zig, small_rows_max). The server caps --slots here.
+ */
+export const MAX_ROW_INDEPENDENT_ROWS = 16;
+
 /** Row i is the next token of `engines[i]`'s sequence: it sits at that engine's position and attends over its cache. */
 export class SlotRows implements RowContext {
   constructor(private readonly w: GPT2Weights, private readonly engines: readonly InferenceEngine[]) {}

@@ -16,7 +16,7 @@ import type { GPT2Weights } from "../model/weights.ts";
 import { ApiError, asApiError, errorResponse } from "./api_error.ts";
 import { readJsonObject } from "./body.ts";
 import { type CompletionContext, startCompletion } from "./completion.ts";
-import { parseChatRequest, parseCompletionRequest } from "./request.ts";
+import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./request.ts";
 import { Scheduler } from "./scheduler.ts";
 
 export interface ServerOptions {
@@ -45,9 +45,11 @@ const SCRIPT = readFileSync(new URL("./playground.js", import.meta.url), "utf8")
 /** The page loads nothing from elsewhere; the policy makes the browser enforce it. */
 const PAGE_HEADERS = { "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'", "x-content-type-options": "nosniff" };
 
+const IDLE_TIMEOUT_S = 60;
+
 interface Route {
   methods: string[];
-  handle(request: Request, params: string[]): Response | Promise<Response>;
+  handle(request: Request, params: string[], server: Bun.Server<undefined>): Response | Promise<Response>;
 }
 
 export function startServer(options: ServerOptions): RunningServer {
@@ -68,6 +70,11 @@ export function startServer(options: ServerOptions): RunningServer {
   };
 
   const json = async (request: Request) => readJsonObject(request, options.maxBodyBytes);
+  /** A valid completion request may wait in the queue and then generate for longer than the idle timeout. */
+  const generation = (request: Request, server: Bun.Server<undefined>, parsed: GenerationRequest) => {
+    server.timeout(request, 0);
+    return startCompletion(context, parsed, request.signal);
+  };
   const routes: Array<[RegExp, Route]> = [
     [/^\/$/, { methods: ["GET", "HEAD"], handle: () => new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...PAGE_HEADERS } }) }],
     [/^\/playground\.js$/, { methods: ["GET", "HEAD"], handle: () => new Response(SCRIPT, { headers: { "content-type": "text/javascript; charset=utf-8", ...PAGE_HEADERS } }) }],
@@ -81,11 +88,11 @@ export function startServer(options: ServerOptions): RunningServer {
         return Response.json(modelObject());
       },
     }],
-    [/^\/v1\/completions$/, { methods: ["POST"], handle: async (request) => startCompletion(context, parseCompletionRequest(await json(request), config, decodeText), request.signal) }],
-    [/^\/v1\/chat\/completions$/, { methods: ["POST"], handle: async (request) => startCompletion(context, parseChatRequest(await json(request), config), request.signal) }],
+    [/^\/v1\/completions$/, { methods: ["POST"], handle: async (request, _, server) => generation(request, server, parseCompletionRequest(await json(request), config, decodeText)) }],
+    [/^\/v1\/chat\/completions$/, { methods: ["POST"], handle: async (request, _, server) => generation(request, server, parseChatRequest(await json(request), config)) }],
   ];
 
-  const route = async (request: Request): Promise<Response> => {
+  const route = async (request: Request, server: Bun.Server<undefined>): Promise<Response> => {
     const url = new URL(request.url);
     for (const [pattern, r] of routes) {
       const match = pattern.exec(url.pathname);
@@ -93,7 +100,7 @@ export function startServer(options: ServerOptions): RunningServer {
       if (!r.methods.includes(request.method)) {
         throw new ApiError(405, `${request.method} is not allowed on ${url.pathname}; use ${r.methods.join(" or ")}`, null, "method_not_allowed", { allow: r.methods.join(", ") });
       }
-      return await r.handle(request, match.slice(1));
+      return await r.handle(request, match.slice(1), server);
     }
     throw new ApiError(404, `no route ${request.method} ${url.pathname} (the API is under /v1: /v1/completions, /v1/chat/completions, /v1/models; and /health)`, null, "unknown_url");
   };
@@ -106,11 +113,12 @@ export function startServer(options: ServerOptions): RunningServer {
       // The body limit is enforced by readJsonObject (413 in OpenAI's shape); Bun's own limit only
       // bounds what is read before that check runs.
       maxRequestBodySize: options.maxBodyBytes + 65536,
-      // Requests may wait in the queue, and streams between tokens, longer than Bun's default 10 s.
-      idleTimeout: 0,
-      async fetch(request) {
+      // Idle connections (keep-alive, a stalled upload) close after a minute; completion requests
+      // lift the limit for themselves once their body is read and valid (see generation()).
+      idleTimeout: IDLE_TIMEOUT_S,
+      async fetch(request, srv) {
         try {
-          return await route(request);
+          return await route(request, srv);
         } catch (error) {
           const apiError = asApiError(error);
           if (apiError.status >= 500 && apiError.code === "internal_error") log(`error on ${request.method} ${new URL(request.url).pathname}: ${(error as Error).stack ?? error}`);
