@@ -96,7 +96,10 @@ try {
   const rows = [];
   let singleResult: StreamResult | null = null;
   for (const count of STREAMS) {
+    const before = await serverStats(url);
     const results = await Promise.all(Array.from({ length: count }, (_, i) => stream(i + 1, TOKENS)));
+    const after = await serverStats(url);
+    const passes = after.decodeSteps - before.decodeSteps;
     if (count === 1) singleResult = results[0];
     const first = Math.min(...results.map((r) => r.start));
     const last = Math.max(...results.map((r) => r.chunks[r.chunks.length - 1]));
@@ -110,7 +113,7 @@ try {
       ttft_ms: percentile(results.map((r) => r.chunks[0] - r.start), 50),
     };
     rows.push(row);
-    log(`  ${String(count).padStart(2)} streams: ${row.aggregate_tokens_per_s.toFixed(1)} tokens/s aggregate, ${row.p50_ms_per_token.toFixed(1)} ms/token p50, ${row.p99_ms_per_token.toFixed(1)} p99, first token after ${row.ttft_ms.toFixed(0)} ms`);
+    log(`  ${String(count).padStart(2)} streams: ${row.aggregate_tokens_per_s.toFixed(1)} tokens/s aggregate, ${row.p50_ms_per_token.toFixed(1)} ms/token p50, ${row.p99_ms_per_token.toFixed(1)} p99, first token after ${row.ttft_ms.toFixed(0)} ms; server: ${passes} decode passes of ${((after.decodeRows - before.decodeRows) / passes).toFixed(1)} rows, ${((after.decodeMs - before.decodeMs) / passes).toFixed(1)} ms each (sampling included)`);
   }
   server.kill("SIGINT");
   await server.exited;
@@ -140,6 +143,11 @@ try {
     await server.exited;
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+interface ServerStats { decodeSteps: number; decodeRows: number; decodeMs: number }
+async function serverStats(url: string): Promise<ServerStats> {
+  return (await (await fetch(`${url}health`)).json()) as ServerStats;
 }
 
 async function serverUrl(proc: ReturnType<typeof Bun.spawn>): Promise<string> {

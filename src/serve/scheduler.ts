@@ -57,7 +57,12 @@ export interface SchedulerStats {
   slots: number;
   busy: number;
   queued: number;
+  /** decode passes run, the rows they took in all, and their wall time (sampling included) */
   decodeSteps: number;
+  decodeRows: number;
+  decodeMs: number;
+  /** prefill passes' wall time */
+  prefillMs: number;
   generatedTokens: number;
 }
 
@@ -69,6 +74,9 @@ export class Scheduler {
   private stopped: Promise<void>;
   private admissions = 0;
   private decodeSteps = 0;
+  private decodeRows = 0;
+  private decodeMs = 0;
+  private prefillMs = 0;
   private generatedTokens = 0;
 
   /** `queueLimit` requests may wait for a slot; beyond that, submit refuses. */
@@ -80,7 +88,8 @@ export class Scheduler {
   stats(): SchedulerStats {
     return {
       slots: this.active.length, busy: this.active.filter((e) => e !== null).length, queued: this.queue.length,
-      decodeSteps: this.decodeSteps, generatedTokens: this.generatedTokens,
+      decodeSteps: this.decodeSteps, decodeRows: this.decodeRows, decodeMs: this.decodeMs, prefillMs: this.prefillMs,
+      generatedTokens: this.generatedTokens,
     };
   }
 
@@ -140,9 +149,17 @@ export class Scheduler {
   private iterate(): void {
     this.admit();
     const oldest = this.oldestPrefilling();
-    if (oldest !== null) this.guard([oldest], () => this.prefillChunk(oldest));
+    if (oldest !== null) {
+      const start = performance.now();
+      this.guard([oldest], () => this.prefillChunk(oldest));
+      this.prefillMs += performance.now() - start;
+    }
     const decoding = this.active.filter((e): e is Entry => e !== null && e.next >= 0);
-    if (decoding.length > 0) this.guard(decoding, () => this.decodeStep(decoding));
+    if (decoding.length > 0) {
+      const start = performance.now();
+      this.guard(decoding, () => this.decodeStep(decoding));
+      this.decodeMs += performance.now() - start;
+    }
   }
 
   /** Runs kernel work for `entries`; an exception ends those jobs with "error" (the server keeps going). */
@@ -200,6 +217,7 @@ export class Scheduler {
   private decodeStep(entries: Entry[]): void {
     const logits = this.engine.decode(entries.map((e) => e.slot), entries.map((e) => e.next));
     this.decodeSteps++;
+    this.decodeRows += entries.length;
     const { Vp } = this.engine.config;
     entries.forEach((entry, i) => {
       if (!entry.finished) this.emit(entry, logits.subarray(i * Vp, (i + 1) * Vp));
