@@ -1,7 +1,7 @@
 // The server's pure parts, against references written here: stop strings over streamed text
 // (against "cut the whole text at the first occurrence"), log-probabilities (against a sorted
 // float64 log-softmax), the chat transcript, and request validation details that the HTTP corpus
-// (serve_bad_requests.test.ts) does not pin down.
+// (serve_bad_requests.test.ts) does not pin down, and the scheduler in process (against generate()).
 import { describe, expect, test } from "bun:test";
 import { Rng } from "../src/base/rng.ts";
 import { encode } from "../src/data/tokenizer.ts";
@@ -10,6 +10,13 @@ import { logSumExp, tokenLogprob, tokenString } from "../src/serve/logprobs.ts";
 import { parseChatRequest, parseCompletionRequest } from "../src/serve/request.ts";
 import { StopMatcher } from "../src/serve/stop_strings.ts";
 import { ApiError } from "../src/serve/api_error.ts";
+import { BatchEngine } from "../src/infer/batch.ts";
+import { InferenceEngine } from "../src/infer/engine.ts";
+import { generate } from "../src/infer/generate.ts";
+import { Sampler } from "../src/infer/sampling.ts";
+import type { GPT2Config } from "../src/model/config.ts";
+import { randomWeights } from "../src/model/init.ts";
+import { type FinishReason, type Job, QueueFullError, Scheduler } from "../src/serve/scheduler.ts";
 import { SERVE_TEST_CONFIG } from "./helpers/serve.ts";
 
 /** What the stop-string rule means: the text up to the first occurrence of any stop string. */
@@ -127,5 +134,54 @@ describe("requests", () => {
     expect(parseCompletionRequest({ prompt: Array(1000).fill(1), max_tokens: 24 }, config, decodeText).maxTokens).toBe(24);
     const chat = failure(() => parseChatRequest({ messages: [{ role: "user", content: "x" }], max_completion_tokens: 2000 }, config));
     expect(chat.param).toBe("max_completion_tokens");
+  });
+});
+
+describe("Scheduler", () => {
+  const config: GPT2Config = { maxT: 64, V: 100, Vp: 128, L: 2, NH: 4, C: 64 };
+  const weights = randomWeights(config, 9, { std: 0.4 });
+  const greedy = { temperature: 0, topK: 0, topP: 1 };
+
+  function job(prompt: number[], maxTokens: number, events: string[], extra: Partial<Job> = {}): Job & { tokens: number[]; done: Promise<FinishReason> } {
+    let finish!: (r: FinishReason) => void;
+    const done = new Promise<FinishReason>((resolve) => (finish = resolve));
+    const tokens: number[] = [];
+    return {
+      prompt: Int32Array.from(prompt), maxTokens, sampler: new Sampler(greedy, 1), stopToken: null, scorePrompt: false,
+      onToken: (t) => { tokens.push(t); return false; },
+      onFinish: (reason) => { events.push(reason); finish(reason); },
+      tokens, done, ...extra,
+    };
+  }
+
+  test("concurrent jobs get generate()'s tokens; the queue limit, cancel from a callback and shutdown behave", async () => {
+    const scheduler = new Scheduler(new BatchEngine(weights, 2), 1);
+    const events: string[] = [];
+    const a = job([1, 2, 3], 20, events), b = job([4], 7, events), c = job([5, 6], 12, events);
+    scheduler.submit(a);
+    scheduler.submit(b);
+    scheduler.submit(c); // waits in the queue (2 slots)
+    expect(() => scheduler.submit(job([7], 3, events))).toThrow(QueueFullError);
+    await Promise.all([a.done, b.done, c.done]);
+    for (const j of [a, b, c]) {
+      const want = generate(new InferenceEngine(weights), j.prompt, { maxNewTokens: j.maxTokens, sampling: greedy, seed: 1, stopToken: null });
+      expect(j.tokens).toEqual(want.tokens);
+    }
+    expect(events).toEqual(["max_tokens", "max_tokens", "max_tokens"]);
+
+    // A job cancelled from inside its own callback (its client went away) gets nothing more.
+    let cancel: () => void = () => {};
+    const d = job([1], 30, events, { onToken: () => { d.tokens.push(0); if (d.tokens.length === 3) cancel(); return false; } });
+    cancel = scheduler.submit(d);
+    expect(await d.done).toBe("cancelled");
+    await Bun.sleep(20);
+    expect(d.tokens.length).toBe(3);
+    expect(scheduler.stats()).toMatchObject({ busy: 0, queued: 0 });
+
+    const e = job([1], 60, events), f = job([2], 60, events), g = job([3], 60, events);
+    for (const j of [e, f, g]) scheduler.submit(j);
+    await scheduler.shutdown();
+    expect(await Promise.all([e.done, f.done, g.done])).toEqual(["shutdown", "shutdown", "shutdown"]);
+    expect(() => scheduler.submit(job([1], 1, events))).toThrow(QueueFullError);
   });
 });

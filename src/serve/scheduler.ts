@@ -209,7 +209,7 @@ export class Scheduler {
       last = slot.prefill(chunk);
     }
     entry.prefilled = end;
-    if (end < job.prompt.length) return;
+    if (entry.finished || end < job.prompt.length) return;
     if (job.maxTokens === 0) return this.finish(entry, "max_tokens");
     this.emit(entry, last);
   }
@@ -219,13 +219,12 @@ export class Scheduler {
     this.decodeSteps++;
     this.decodeRows += entries.length;
     const { Vp } = this.engine.config;
-    entries.forEach((entry, i) => {
-      if (!entry.finished) this.emit(entry, logits.subarray(i * Vp, (i + 1) * Vp));
-    });
+    entries.forEach((entry, i) => this.emit(entry, logits.subarray(i * Vp, (i + 1) * Vp)));
   }
 
   /** Samples the entry's next token from `logits`, hands it to the job, and ends the job if it is done. */
   private emit(entry: Entry, logits: Float32Array): void {
+    if (entry.finished) return; // its client went away during this iteration
     const { job } = entry;
     const { V, maxT } = this.engine.config;
     const token = job.sampler.sample(logits, V);
