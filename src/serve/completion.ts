@@ -166,6 +166,7 @@ export function startCompletion(ctx: CompletionContext, request: GenerationReque
     try {
       return ctx.scheduler.submit(job);
     } catch (error) {
+      if (error instanceof QueueFullError && error.shuttingDown) throw shutdownError();
       if (error instanceof QueueFullError) throw new ApiError(503, `the server is busy: ${error.message}; retry later`, null, "server_busy", { "retry-after": "1" });
       throw error;
     }

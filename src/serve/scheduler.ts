@@ -38,6 +38,9 @@ export interface Job {
 
 export class QueueFullError extends Error {
   override name = "QueueFullError";
+  constructor(message: string, readonly shuttingDown = false) {
+    super(message);
+  }
 }
 
 interface Entry {
@@ -95,7 +98,7 @@ export class Scheduler {
 
   /** Queues a job; throws QueueFullError when every slot is busy and the queue is full. Returns cancel(). */
   submit(job: Job): () => void {
-    if (!this.running) throw new QueueFullError("the server is shutting down");
+    if (!this.running) throw new QueueFullError("the server is shutting down", true);
     const free = this.active.filter((e) => e === null).length;
     if (this.queue.length >= free + this.queueLimit) {
       throw new QueueFullError(`all ${this.active.length} slots are busy and ${this.queue.length - free} requests are queued (the limit)`);
