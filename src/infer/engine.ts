@@ -19,6 +19,11 @@ export class InferenceError extends InputError {
 export interface InferenceOptions {
   /** rows per batched prefill pass (bounds the activation buffers); default min(maxT, 256) */
   prefillChunk?: number;
+  /**
+   * Activation buffers (kind "inference") to run in. Engines that never run at the same time may
+   * share one, as the slots of the batch engine (src/infer/batch.ts) do. Default: its own.
+   */
+  memory?: ActivationMemory;
 }
 
 /** One sequence's keys and values: (L, maxT, C) each, layer l's rows at [l·maxT·C, (l+1)·maxT·C). */
@@ -67,8 +72,9 @@ export class InferenceEngine {
    * (benchmarks also set it forward to time a step at a given context length).
    */
   position = 0;
+  /** Rows per prefill pass: prefill() splits longer inputs into passes of this many rows. */
+  readonly prefillChunk: number;
   private readonly memory: ActivationMemory;
-  private readonly chunk: number;
   private readonly tokens: Int32Array;
   private readonly lastLogits: Float32Array;
 
@@ -80,9 +86,12 @@ export class InferenceEngine {
     this.cache = new KVCache(this.config);
     const chunk = options.prefillChunk ?? Math.min(maxT, 256);
     if (!Number.isInteger(chunk) || chunk < 1) throw new InferenceError(`prefillChunk must be a positive integer, got ${chunk}`);
-    this.chunk = Math.min(chunk, maxT);
-    this.memory = new ActivationMemory(this.config, "inference");
-    this.tokens = new Int32Array(this.chunk);
+    this.prefillChunk = Math.min(chunk, maxT);
+    if (options.memory !== undefined && (options.memory.kind !== "inference" || options.memory.config !== this.config)) {
+      throw new InferenceError("the shared activation memory must be of kind \"inference\" and for this model's config");
+    }
+    this.memory = options.memory ?? new ActivationMemory(this.config, "inference");
+    this.tokens = new Int32Array(this.prefillChunk);
     this.lastLogits = new Float32Array(Vp);
   }
 
@@ -101,8 +110,8 @@ export class InferenceEngine {
     this.checkTokens(tokens);
     const { Vp } = this.config;
     const all = options.allLogits === true ? new Float32Array(n * Vp) : null;
-    for (let begin = 0; begin < n; begin += this.chunk) {
-      const rows = Math.min(this.chunk, n - begin);
+    for (let begin = 0; begin < n; begin += this.prefillChunk) {
+      const rows = Math.min(this.prefillChunk, n - begin);
       for (let i = 0; i < rows; i++) this.tokens[i] = tokens[begin + i];
       if (all !== null) this.forwardRows(rows, all.subarray(begin * Vp, (begin + rows) * Vp), 0);
       else this.forwardRows(rows, begin + rows === n ? this.lastLogits : null, rows - 1);
