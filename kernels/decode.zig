@@ -1,7 +1,5 @@
-//! Inference kernels sized for generation, where only a few rows go through the model at a time:
-//!   matvec     out(OC) = W(OC,C) · x(C) + bias(OC): one token's linear layer. It is memory-bound
-//!              (every weight is read once per token, used once), so the work is split into
-//!              contiguous row blocks that each thread streams row after row.
+//! Inference kernels sized for generation, where only a few rows go through the model at a time
+//! (the one-row linear layer is matmul.forward's, see matvec.zig):
 //!   attention  n query rows at absolute positions pos0..pos0+n-1 against a KV cache (maxT, C)
 //!              per layer: the new rows' keys and values are stored into the cache first, then
 //!              every row attends causally (all heads) to cache positions 0..pos0+i, split over
@@ -11,70 +9,15 @@
 //! depend on the thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
+const matvec = @import("matvec.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
-
-fn load(slice: []const f32, at: usize) V {
-    return slice[at..][0..lanes].*;
-}
-
-// ---- matvec ----
-
-/// Rows per task: 32 rows of a 768-wide matrix are 96 KiB, big enough for the hardware
-/// prefetcher to stream, small enough that the lm_head (50304 rows) splits into ~1600 tasks and
-/// a 768-row matrix still gives 24 tasks to balance over the threads.
-const matvec_rows_per_task = 32;
-
-const MatvecContext = struct {
-    out: []f32,
-    inp: []const f32,
-    weight: []const f32,
-    bias: ?[]const f32,
-    c: usize,
-    oc: usize,
-
-    fn task(self: *const MatvecContext, task_index: usize) void {
-        const row_begin = task_index * matvec_rows_per_task;
-        const row_end = @min(row_begin + matvec_rows_per_task, self.oc);
-        for (row_begin..row_end) |row| {
-            const bias = if (self.bias) |b| b[row] else 0;
-            self.out[row] = bias + dotRow(self.inp, self.weight[row * self.c ..][0..self.c]);
-        }
-    }
-};
-
-/// One row at a time, four independent 8-lane accumulators: a single sequential stream per
-/// thread measured ~35 GB/s on one core here, against ~26 GB/s for four interleaved rows sharing
-/// each load of x (more concurrent streams defeat the prefetcher; x sits in L1 anyway).
-fn dotRow(x: []const f32, w: []const f32) f32 {
-    assert(x.len == w.len);
-    const zero: V = @splat(0);
-    var a0 = zero;
-    var a1 = zero;
-    var a2 = zero;
-    var a3 = zero;
-    var k: usize = 0;
-    while (k + 4 * lanes <= x.len) : (k += 4 * lanes) {
-        a0 = @mulAdd(V, load(w, k), load(x, k), a0);
-        a1 = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), a1);
-        a2 = @mulAdd(V, load(w, k + 2 * lanes), load(x, k + 2 * lanes), a2);
-        a3 = @mulAdd(V, load(w, k + 3 * lanes), load(x, k + 3 * lanes), a3);
-    }
-    while (k + lanes <= x.len) : (k += lanes) a0 = @mulAdd(V, load(w, k), load(x, k), a0);
-    var sum = @reduce(.Add, (a0 + a1) + (a2 + a3));
-    while (k < x.len) : (k += 1) sum = @mulAdd(f32, w[k], x[k], sum);
-    return sum;
-}
-
-pub fn matvec(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, c: usize, oc: usize) void {
-    assert(c > 0 and oc > 0);
-    assert(out.len == oc and inp.len == c and weight.len == oc * c);
-    if (bias) |b| assert(b.len == oc);
-    const context = MatvecContext{ .out = out, .inp = inp, .weight = weight, .bias = bias, .c = c, .oc = oc };
-    pool.parallelFor(MatvecContext, &context, std.math.divCeil(usize, oc, matvec_rows_per_task) catch unreachable, MatvecContext.task);
-}
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 
 // ---- attention against a KV cache ----
 
@@ -83,7 +26,7 @@ pub const max_head_size = 256;
 pub const max_heads = 64;
 pub const max_channels = 4096;
 /// Keys per block: a block task reads key_block whole cache rows of K, then of V, sequentially.
-const key_block = 64;
+pub const key_block = 64;
 /// Scratch for per-block partial results (max, sum, weighted values per head). Rows are processed
 /// in groups that fit; one row needs blocks·(C + 2·NH) floats (16 blocks · 792 for d12 at 1024).
 /// (Tiny in tests, so that row groups are exercised.)
@@ -159,7 +102,7 @@ const AttentionContext = struct {
         var scores: [key_block * max_heads]f32 = undefined;
         for (0..len) |j| {
             const key = self.k_cache[(begin + j) * s.c ..][0..s.c];
-            for (0..s.nh) |h| scores[j * s.nh + h] = dotRow(q[h * hs ..][0..hs], key[h * hs ..][0..hs]) * scale;
+            for (0..s.nh) |h| scores[j * s.nh + h] = matvec.dot(q[h * hs ..][0..hs], key[h * hs ..][0..hs]) * scale;
         }
         for (0..s.nh) |h| {
             var max: f32 = -std.math.inf(f32);
@@ -208,7 +151,7 @@ fn axpy(y: []f32, alpha: f32, x: []const f32) void {
     assert(x.len == y.len);
     const alpha_v: V = @splat(alpha);
     var k: usize = 0;
-    while (k + lanes <= y.len) : (k += lanes) y[k..][0..lanes].* = @mulAdd(V, alpha_v, load(x, k), y[k..][0..lanes].*);
+    while (k + lanes <= y.len) : (k += lanes) store(y, k, @mulAdd(V, alpha_v, load(x, k), load(y, k)));
     while (k < y.len) : (k += 1) y[k] = @mulAdd(f32, alpha, x[k], y[k]);
 }
 
@@ -270,43 +213,6 @@ pub fn copy(dst: []f32, src: []const f32) void {
 
 fn fillNormal(random: std.Random, values: []f32) void {
     for (values) |*v| v.* = random.floatNorm(f32);
-}
-
-test "matvec matches a float64 reference on odd shapes, for 1 and 3 threads" {
-    const gpa = std.testing.allocator;
-    var prng = std.Random.DefaultPrng.init(7);
-    const random = prng.random();
-    defer pool.deinit();
-    for ([_]usize{ 1, 3 }) |threads| {
-        try pool.init(threads);
-        for ([_][2]usize{ .{ 1, 1 }, .{ 7, 5 }, .{ 17, 33 }, .{ 768, 37 }, .{ 100, 130 } }) |dims| {
-            const c, const oc = dims;
-            const inp = try gpa.alloc(f32, c);
-            defer gpa.free(inp);
-            const weight = try gpa.alloc(f32, oc * c);
-            defer gpa.free(weight);
-            const bias = try gpa.alloc(f32, oc);
-            defer gpa.free(bias);
-            const out = try gpa.alloc(f32, oc);
-            defer gpa.free(out);
-            fillNormal(random, inp);
-            fillNormal(random, weight);
-            fillNormal(random, bias);
-            matvec(out, inp, weight, bias, c, oc);
-            for (0..oc) |o| {
-                var sum: f64 = bias[o];
-                var abs_sum: f64 = @abs(bias[o]);
-                for (0..c) |k| {
-                    sum += @as(f64, inp[k]) * weight[o * c + k];
-                    abs_sum += @abs(@as(f64, inp[k]) * weight[o * c + k]);
-                }
-                // γ_(c+1)·Σ|terms| bounds any float32 summation order (Higham §3.1).
-                const u: f64 = std.math.pow(f64, 2, -24);
-                const n: f64 = @floatFromInt(c + 1);
-                try std.testing.expect(@abs(out[o] - sum) <= n * u / (1 - n * u) * abs_sum + 1e-30);
-            }
-        }
-    }
 }
 
 test "attention over a cache matches a float64 reference and fills the cache" {

@@ -2,26 +2,37 @@
 //!   forward      out(BT,OC)  = inp(BT,C) · W(OC,C)ᵀ + bias(OC)          (NT)
 //!   input grad   dinp(BT,C) += dout(BT,OC) · W(OC,C)                    (NN)
 //!   weight grad  dW(OC,C)   += dout(BT,OC)ᵀ · inp(BT,C),   dbias(OC) += Σ_rows dout   (TN)
-//! All three go through the packed GEMM in gemm.zig, addressed by strides. Forward with few rows
-//! (the decode step of generation, BT ≤ small_rows_max) is memory-bound: it skips packing and
-//! streams W once, as dot-product tiles over rows of W split across threads.
+//! All three go through the packed GEMM in gemm.zig, addressed by strides, except the forward with
+//! few rows, which is memory-bound and streams W once instead of packing it (forward() is the one
+//! place that chooses):
+//!   BT = 1                  matvec.zig: one dot product per row of W, rows split across threads
+//!                           (the decode step of generation)
+//!   BT ≤ small_rows_max     forwardSmall below: tiles of rows of W against every input row
+//!   otherwise               the GEMM
 //! Every output element has one fixed reduction order, so results are bit-identical for repeated
 //! calls and for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
 const gemm = @import("gemm.zig");
+const simd = @import("simd.zig");
+const matvec = @import("matvec.zig");
 const assert = std.debug.assert;
 
-const lanes = gemm.lanes;
-const V = gemm.V;
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 
-/// Forward calls with at most this many rows take the unpacked, weight-streaming path.
+/// Forward calls with at most this many rows (and more than one) take the unpacked,
+/// weight-streaming path.
 pub const small_rows_max = 16;
 
 pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(out.len == bt * oc and inp.len == bt * c and weight.len == oc * c);
     if (bias) |b| assert(b.len == oc);
+    if (bt == 1) return matvec.forward(out, inp, weight, bias, c, oc);
     if (bt <= small_rows_max) return forwardSmall(out, inp, weight, bias, bt, c, oc);
     const problem = gemm.Problem{
         .m = bt,
@@ -86,8 +97,8 @@ const BiasGradContext = struct {
         var o = first;
         while (o + lanes <= last) : (o += lanes) {
             var sum: V = @splat(0);
-            for (0..self.bt) |row| sum += self.dout[row * self.oc + o ..][0..lanes].*;
-            self.dbias[o..][0..lanes].* = @as(V, self.dbias[o..][0..lanes].*) + sum;
+            for (0..self.bt) |row| sum += load(self.dout, row * self.oc + o);
+            store(self.dbias, o, load(self.dbias, o) + sum);
         }
         while (o < last) : (o += 1) {
             var sum: f32 = 0;
@@ -138,9 +149,9 @@ const SmallForwardContext = struct {
         var k: usize = 0;
         while (k + lanes <= c) : (k += lanes) {
             var w: [rn]V = undefined;
-            inline for (0..rn) |j| w[j] = self.weight[(o0 + j) * c + k ..][0..lanes].*;
+            inline for (0..rn) |j| w[j] = load(self.weight, (o0 + j) * c + k);
             inline for (0..rm) |i| {
-                const xv: V = self.inp[(row0 + i) * c + k ..][0..lanes].*;
+                const xv: V = load(self.inp, (row0 + i) * c + k);
                 inline for (0..rn) |j| acc[i][j] = @mulAdd(V, xv, w[j], acc[i][j]);
             }
         }
@@ -238,4 +249,5 @@ test "each layout matches a float64 reference on odd shapes, small-row path incl
 
 test {
     _ = gemm;
+    _ = matvec;
 }

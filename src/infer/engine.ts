@@ -6,7 +6,7 @@
 //                    in chunks of at most `prefillChunk` rows) and returns the last row's logits
 //   decode(token)    one row: matrix-vector products that stream each weight once
 // Both append to the cache at `position` (the number of tokens seen so far).
-import { decodeAttention, decodeMatvec, encoderForward, geluForward, layernormForward, matmulForward, residualForward } from "../ffi.ts";
+import { decodeAttention, encoderForward, geluForward, layernormForward, matmulForward, residualForward } from "../ffi.ts";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { type ParameterViews, parameterLayout, parameterViews } from "../model/parameters.ts";
 
@@ -176,12 +176,7 @@ export class InferenceEngine {
   }
 }
 
-/**
- * out(n,OC) = inp(n,IC) · W(OC,IC)ᵀ + b. One row goes through the matrix-vector kernel, which
- * streams the weight with all threads (measured faster than matmulForward at BT = 1, see
- * bench/generate.ts); more rows amortise each weight load over the rows in matmulForward.
- */
+/** out(n,OC) = inp(n,IC) · W(OC,IC)ᵀ + b (matmulForward picks the one-row, few-row or GEMM kernel). */
 function linear(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null, n: number, IC: number, OC: number): void {
-  if (n === 1) decodeMatvec(out, inp, weight, bias, IC, OC);
-  else matmulForward(out, inp, weight, bias, n, IC, OC);
+  matmulForward(out, inp, weight, bias, n, IC, OC);
 }
