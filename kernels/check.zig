@@ -64,13 +64,7 @@ pub const Call = struct {
     /// The product of `factors` (a tuple of sizes), refused above max_elements (and so before it
     /// could overflow). `what` names the product, e.g. "b·t·3·c".
     pub fn elements(self: Call, comptime what: []const u8, factors: anytype) usize {
-        var product: usize = 1;
-        inline for (factors) |factor| {
-            const next = std.math.mul(usize, product, factor) catch max_elements + 1;
-            product = if (next > max_elements) max_elements + 1 else next;
-        }
-        if (product > max_elements) self.fail(what ++ " = {any} elements, more than 2^40", .{factors});
-        return product;
+        return boundedProduct(factors) orelse self.fail(what ++ " = " ++ factorFormat(factors.len) ++ " elements, more than 2^40", factors);
     }
 
     pub fn floats(self: Call, comptime name: []const u8, ptr: ?[*]f32, len: usize) []f32 {
@@ -96,6 +90,23 @@ pub const Call = struct {
     }
 };
 
+/// The product of the factors, or null above max_elements (never overflowing on the way).
+fn boundedProduct(factors: anytype) ?usize {
+    var product: usize = 1;
+    inline for (factors) |factor| {
+        product = std.math.mul(usize, product, factor) catch return null;
+        if (product > max_elements) return null;
+    }
+    return product;
+}
+
+/// "{d}·{d}·…" for `count` factors.
+fn factorFormat(comptime count: usize) []const u8 {
+    comptime var format: []const u8 = "{d}";
+    inline for (1..count) |_| format = format ++ "·{d}";
+    return format;
+}
+
 fn writeStderr(text: []const u8) void {
     var rest = text;
     while (rest.len > 0) {
@@ -106,4 +117,18 @@ fn writeStderr(text: []const u8) void {
             else => return,
         }
     }
+}
+
+test "boundedProduct stops at 2^40 elements and never overflows" {
+    const big: usize = std.math.maxInt(i32);
+    try std.testing.expectEqual(@as(?usize, 6), boundedProduct(.{ 1, 2, 3 }));
+    try std.testing.expectEqual(@as(?usize, max_elements), boundedProduct(.{ @as(usize, 1 << 20), @as(usize, 1 << 20) }));
+    try std.testing.expectEqual(@as(?usize, null), boundedProduct(.{ @as(usize, 1 << 20), @as(usize, 1 << 20) + 1 }));
+    try std.testing.expectEqual(@as(?usize, null), boundedProduct(.{ big, big, 3, big })); // 2^94: would wrap
+    try std.testing.expectEqual(@as(?usize, null), boundedProduct(.{ std.math.maxInt(usize), @as(usize, 2) }));
+}
+
+test "factorFormat joins one {d} per factor" {
+    try std.testing.expectEqualStrings("{d}", factorFormat(1));
+    try std.testing.expectEqualStrings("{d}·{d}·{d}", factorFormat(3));
 }
