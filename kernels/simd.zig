@@ -85,13 +85,13 @@ pub const Features = packed struct(u32) {
     }
 };
 
-/// What the library was compiled to require.
+/// What the library was compiled to require. Never amx_bf16: no kernel uses AMX, so a CPU or OS
+/// without it can run any build.
 pub const target_features = Features{
     .avx2 = targetHas(.avx2),
     .fma = targetHas(.fma),
     .avx512f = has_avx512f,
     .avx512bf16 = has_avx512bf16,
-    .amx_bf16 = targetHas(.amx_bf16),
 };
 
 const Cpuid = struct { eax: u32, ebx: u32, ecx: u32, edx: u32 };
