@@ -40,7 +40,7 @@ const copyMs = Math.min(...Array.from({ length: quick ? 3 : 5 }, () => time(() =
 const copyGBs = (2 * copyFloats * 4) / (copyMs / 1000) / 1e9; // bytes read + bytes written
 log(`copy bandwidth: ${copyGBs.toFixed(1)} GB/s (read + write, ${threads} threads, 128 MiB buffers)`);
 
-// matmulForward at one row (the decode step: kernels/matvec.zig), on the lm_head and MLP shapes.
+// matmulForward at one row (the decode step: its weight-streaming path), on the lm_head and MLP shapes.
 for (const [name, IC, OC] of [["lm_head", C, Vp], ["fc", C, 4 * C], ["fcproj", 4 * C, C]] as Array<[string, number, number]>) {
   // Each call reads a different slice of the 500 MB of weights, so the matrix is never in cache
   // (as in a real decode step, which reads every weight once).

@@ -3,19 +3,14 @@
 //!   input grad   dinp(BT,C) += dout(BT,OC) · W(OC,C)                    (NN)
 //!   weight grad  dW(OC,C)   += dout(BT,OC)ᵀ · inp(BT,C),   dbias(OC) += Σ_rows dout   (TN)
 //! All three go through the packed GEMM in gemm.zig, addressed by strides, except the forward with
-//! few rows, which is memory-bound and streams W once instead of packing it (forward() is the one
-//! place that chooses):
-//!   BT = 1                  matvec.zig: one dot product per row of W, rows split across threads
-//!                           (the decode step of generation)
-//!   BT ≤ small_rows_max     forwardSmall below: tiles of rows of W against every input row
-//!   otherwise               the GEMM
+//! few rows (generation: one row per decode step, a few per prefill chunk), which is memory-bound:
+//! forwardSmall streams W once instead of packing it. forward() is the one place that chooses.
 //! Every output element has one fixed reduction order, so results are bit-identical for repeated
 //! calls and for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
 const gemm = @import("gemm.zig");
 const simd = @import("simd.zig");
-const matvec = @import("matvec.zig");
 const assert = std.debug.assert;
 
 const vec = simd.native;
@@ -24,15 +19,20 @@ const V = vec.V;
 const load = vec.load;
 const store = vec.store;
 
-/// Forward calls with at most this many rows (and more than one) take the unpacked,
-/// weight-streaming path.
-pub const small_rows_max = 16;
+/// Forward calls with at most this many rows take the weight-streaming path, one row included.
+/// Measured (Intel Xeon with AVX-512, d12's fc and lm_head shapes, weights out of cache,
+/// in-process A/B): forwardSmall beats the GEMM by 1.4–2.9× up to 16 rows and 1.12–1.17× at 24
+/// and 32 rows, on 1 and 2 threads; they are even at 48 to 64 rows. At one row it beat a
+/// dedicated one-W-row-at-a-time matvec (decode.zig's before) by 20–35%: on this CPU four
+/// interleaved W rows sharing each load of x stream faster than one. (That matvec had measured
+/// the other way, 35 against 26 GB/s on one core, on the AMD Zen 5 machine it was written on:
+/// re-measure there before adding a one-row path back.)
+pub const small_rows_max = 32;
 
 pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(out.len == bt * oc and inp.len == bt * c and weight.len == oc * c);
     if (bias) |b| assert(b.len == oc);
-    if (bt == 1) return matvec.forward(out, inp, weight, bias, c, oc);
     if (bt <= small_rows_max) return forwardSmall(out, inp, weight, bias, bt, c, oc);
     const problem = gemm.Problem{
         .m = bt,
@@ -243,11 +243,12 @@ fn checkLayout(layout: Layout, bt: usize, c: usize, oc: usize) !void {
 test "each layout matches a float64 reference on odd shapes, small-row path included" {
     try pool.init(2);
     defer pool.deinit();
-    const shapes = [_][3]usize{ .{ 1, 1, 1 }, .{ 1, 9, 5 }, .{ 3, 17, 37 }, .{ small_rows_max, 33, 70 }, .{ small_rows_max + 1, 33, 70 }, .{ 5, 300, 9 }, .{ 7, 9, 5 }, .{ 65, 33, 17 }, .{ 3, 129, 70 }, .{ 31, 300, 45 } };
+    // One row with C around the vector width's multiples and OC around the tile and task sizes;
+    // then up to and past small_rows_max.
+    const shapes = [_][3]usize{ .{ 1, 1, 1 }, .{ 1, 9, 5 }, .{ 1, 3 * lanes + 5, 67 }, .{ 1, 768, 37 }, .{ 3, 17, 37 }, .{ small_rows_max, 33, 70 }, .{ small_rows_max + 1, 33, 70 }, .{ 5, 300, 9 }, .{ 7, 9, 5 }, .{ 65, 33, 17 }, .{ 3, 129, 70 }, .{ 31, 300, 45 } };
     for (shapes) |s| for ([_]Layout{ .forward, .input, .weight }) |layout| try checkLayout(layout, s[0], s[1], s[2]);
 }
 
 test {
     _ = gemm;
-    _ = matvec;
 }
