@@ -2,8 +2,9 @@
 //! its load/store helpers, and the CPU features found at run time.
 //!
 //! Width: 16 f32 lanes when the build target has AVX-512F (one zmm register), else 8 (one ymm
-//! register of AVX2). Every kernel takes `lanes`, `V` and the helpers from here; a kernel that is
-//! faster at a narrower width says so where it picks `Width(8)`, with the measurement.
+//! register of AVX2). Every kernel takes its vector type and load/store helpers from `native`
+//! (= Width(lanes)); a kernel measured faster at a narrower width picks `Width(8)` and says why
+//! where it does (decode.zig).
 //!
 //! Features: the build target's (`target_features`, fixed at compile time) and the running CPU's
 //! (`cpuFeatures`, from cpuid). A feature counts only if the CPU has it AND the OS saves the
@@ -28,8 +29,8 @@ pub const lanes = if (has_avx512f) 16 else 8;
 
 /// A vector type of `width` f32 lanes with its helpers.
 pub fn Width(comptime width: usize) type {
-    // Inside, the vector type is spelled out: `V` and `lanes` would be ambiguous with the
-    // file-level declarations of the default width.
+    // Inside, the vector type is spelled out as Vector and the width as `width`: using the
+    // members' own names would be ambiguous with the file-level `lanes`.
     const Vector = @Vector(width, f32);
     return struct {
         pub const lanes = width;
