@@ -5,7 +5,7 @@
 // the memory bandwidth of a parallel copy measured in the same run. Decode is memory-bound: each
 // token reads every weight once, so "bandwidth bound" = bytes read per token ÷ copy bandwidth.
 import { parseArgs } from "node:util";
-import { decodeMatvec, defaultThreadCount, matmulForward, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
+import { defaultThreadCount, matmulForward, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { argmax } from "../src/infer/sampling.ts";
 import { namedConfig } from "../src/model/config.ts";
@@ -42,7 +42,7 @@ const copyMs = Math.min(...Array.from({ length: quick ? 3 : 5 }, () => time(() =
 const copyGBs = (2 * copyFloats * 4) / (copyMs / 1000) / 1e9; // bytes read + bytes written
 log(`copy bandwidth: ${copyGBs.toFixed(1)} GB/s (read + write, ${threads} threads, 128 MiB buffers)`);
 
-// matvec vs matmulForward at one row, on the lm_head and MLP shapes: the engine uses the faster.
+// matmulForward at one row (the decode step: its weight-streaming path), on the lm_head and MLP shapes.
 for (const [name, IC, OC] of [["lm_head", C, Vp], ["fc", C, 4 * C], ["fcproj", 4 * C, C]] as Array<[string, number, number]>) {
   // Each call reads a different slice of the 500 MB of weights, so the matrix is never in cache
   // (as in a real decode step, which reads every weight once).
@@ -54,9 +54,8 @@ for (const [name, IC, OC] of [["lm_head", C, Vp], ["fc", C, 4 * C], ["fcproj", 4
   };
   const x = new Float32Array(IC).fill(0.5), out = new Float32Array(OC);
   const reps = quick ? 5 : 15;
-  const mv = median(Array.from({ length: reps }, () => { const m = w(); return time(() => decodeMatvec(out, x, m, null, IC, OC)); }));
   const mm = median(Array.from({ length: reps }, () => { const m = w(); return time(() => matmulForward(out, x, m, null, 1, IC, OC)); }));
-  log(`  one row ${name} (${OC}×${IC}): decodeMatvec ${mv.toFixed(3)} ms (${((IC * OC * 4) / mv / 1e6).toFixed(1)} GB/s), matmulForward ${mm.toFixed(3)} ms (${((IC * OC * 4) / mm / 1e6).toFixed(1)} GB/s)`);
+  log(`  one row ${name} (${OC}×${IC}): matmulForward ${mm.toFixed(3)} ms (${((IC * OC * 4) / mm / 1e6).toFixed(1)} GB/s)`);
 }
 
 // Prefill: a 64-token prompt, median of a few runs after a warm-up.

@@ -13,10 +13,14 @@
 //! sums are combined in index order, so the result does not depend on the thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 const V64 = @Vector(lanes, f64);
 /// Elements per AdamW task: 7 streams × 128 KiB stays inside L2 per core.
 const adamw_chunk = 1 << 15;
@@ -34,10 +38,6 @@ pub const Coefficients = struct {
     neg_step_size: f32,
     grad_scale: f32,
 };
-
-fn load(s: []const f32, at: usize) V {
-    return s[at..][0..lanes].*;
-}
 
 const UpdateContext = struct {
     params: []f32,
@@ -60,9 +60,9 @@ const UpdateContext = struct {
         const m = load(self.m, i) * @as(V, @splat(k.beta1)) + @as(V, @splat(k.one_minus_beta1)) * g;
         const v = load(self.v, i) * @as(V, @splat(k.beta2)) + @as(V, @splat(k.one_minus_beta2)) * g * g;
         const denom = @sqrt(v) / @as(V, @splat(k.bc2_sqrt)) + @as(V, @splat(k.eps));
-        self.params[i..][0..lanes].* = p + @as(V, @splat(k.neg_step_size)) * m / denom;
-        self.m[i..][0..lanes].* = m;
-        self.v[i..][0..lanes].* = v;
+        store(self.params, i, p + @as(V, @splat(k.neg_step_size)) * m / denom);
+        store(self.m, i, m);
+        store(self.v, i, v);
     }
     fn updateScalar(self: *const UpdateContext, i: usize) void {
         const k = self.k;

@@ -13,13 +13,17 @@
 //! are bit-identical for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const vmath = @import("vmath.zig");
 const expV = vmath.expV;
 const expScalar = vmath.expScalar;
 const assert = std.debug.assert;
 
-const lanes = vmath.lanes;
-const V = vmath.V;
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 /// Query rows and key rows per block: a 64×64 score tile is 16 KiB, three of them fit in L1/L2.
 pub const block = 64;
 /// Head channels packed (transposed) per pass of the score kernel; larger heads take several passes.
@@ -122,13 +126,13 @@ fn scoreTile(comptime R: usize, tile: *Tile, t0: usize, r0: usize, c0: usize, a:
         if (d0 == 0) {
             acc[i] = .{ @splat(0), @splat(0) };
         } else {
-            acc[i][0] = tile[r0 + i][c0..][0..lanes].*;
-            acc[i][1] = tile[r0 + i][c0 + lanes ..][0..lanes].*;
+            acc[i][0] = load(&tile[r0 + i], c0);
+            acc[i][1] = load(&tile[r0 + i], c0 + lanes);
         }
     }
     for (0..channels) |d| {
-        const b0: V = packed_b[d][c0..][0..lanes].*;
-        const b1: V = packed_b[d][c0 + lanes ..][0..lanes].*;
+        const b0: V = load(&packed_b[d], c0);
+        const b1: V = load(&packed_b[d], c0 + lanes);
         inline for (0..R) |i| {
             const x: V = @splat(a_rows[i][d]);
             acc[i][0] = @mulAdd(V, x, b0, acc[i][0]);
@@ -136,8 +140,8 @@ fn scoreTile(comptime R: usize, tile: *Tile, t0: usize, r0: usize, c0: usize, a:
         }
     }
     inline for (0..R) |i| {
-        tile[r0 + i][c0..][0..lanes].* = acc[i][0];
-        tile[r0 + i][c0 + lanes ..][0..lanes].* = acc[i][1];
+        store(&tile[r0 + i], c0, acc[i][0]);
+        store(&tile[r0 + i], c0 + lanes, acc[i][1]);
     }
 }
 
@@ -202,23 +206,23 @@ inline fn coefAt(comptime along: Along, coef: *const Tile, i: usize, k: usize) f
 fn accumulateTile(comptime R: usize, comptime vectors: usize, comptime along: Along, out: []f32, out_stride: usize, range: Range, d0: usize, coef: *const Tile, src: []const f32, src_stride: usize) void {
     var acc: [R][vectors]V = undefined;
     inline for (0..R) |i| inline for (0..vectors) |v| {
-        acc[i][v] = out[(range.out_row + i) * out_stride + d0 + v * lanes ..][0..lanes].*;
+        acc[i][v] = load(out, (range.out_row + i) * out_stride + d0 + v * lanes);
     };
     for (range.k_begin..range.k_end) |k| {
         const row = src[(range.src_row + k) * src_stride + d0 ..][0 .. vectors * lanes];
         var b: [vectors]V = undefined;
-        inline for (0..vectors) |v| b[v] = row[v * lanes ..][0..lanes].*;
+        inline for (0..vectors) |v| b[v] = load(row, v * lanes);
         inline for (0..R) |i| {
             const x: V = @splat(coefAt(along, coef, range.coef_row + i, k));
             inline for (0..vectors) |v| acc[i][v] = @mulAdd(V, x, b[v], acc[i][v]);
         }
     }
     inline for (0..R) |i| inline for (0..vectors) |v| {
-        out[(range.out_row + i) * out_stride + d0 + v * lanes ..][0..lanes].* = acc[i][v];
+        store(out, (range.out_row + i) * out_stride + d0 + v * lanes, acc[i][v]);
     };
 }
 
-/// Lanes [0, n) of the 8 starting at c, as a mask.
+/// Which of the `lanes` columns starting at c are below n, as a mask.
 fn laneMask(c: usize, n: usize) @Vector(lanes, bool) {
     const index = std.simd.iota(u32, lanes) + @as(@Vector(lanes, u32), @splat(@intCast(c)));
     return index < @as(@Vector(lanes, u32), @splat(@intCast(n)));
@@ -231,9 +235,9 @@ fn exponentiateRow(row: *[block]f32, n: usize, kb: usize, scale: f32, shift: f32
     var sum: V = @splat(0);
     var c: usize = 0;
     while (c < n) : (c += lanes) {
-        const x = row[c..][0..lanes].* * @as(V, @splat(scale)) - @as(V, @splat(shift));
+        const x = load(row, c) * @as(V, @splat(scale)) - @as(V, @splat(shift));
         const p = @select(f32, laneMask(c, n), expV(x), @as(V, @splat(0)));
-        row[c..][0..lanes].* = p;
+        store(row, c, p);
         sum += p;
     }
     if (c < kb) @memset(row[c..kb], 0);
@@ -245,7 +249,7 @@ fn rowMax(row: *const [block]f32, n: usize) f32 {
     const lowest: V = @splat(-std.math.inf(f32));
     var best = lowest;
     var c: usize = 0;
-    while (c < n) : (c += lanes) best = @max(best, @select(f32, laneMask(c, n), row[c..][0..lanes].*, lowest));
+    while (c < n) : (c += lanes) best = @max(best, @select(f32, laneMask(c, n), load(row, c), lowest));
     return @reduce(.Max, best);
 }
 
@@ -253,7 +257,7 @@ fn dot(a: []const f32, b: []const f32) f32 {
     assert(a.len == b.len);
     var acc: V = @splat(0);
     var k: usize = 0;
-    while (k + lanes <= a.len) : (k += lanes) acc = @mulAdd(V, a[k..][0..lanes].*, b[k..][0..lanes].*, acc);
+    while (k + lanes <= a.len) : (k += lanes) acc = @mulAdd(V, load(a, k), load(b, k), acc);
     var sum = @reduce(.Add, acc);
     while (k < a.len) : (k += 1) sum = @mulAdd(f32, a[k], b[k], sum);
     return sum;

@@ -1,7 +1,5 @@
-//! Inference kernels sized for generation, where only a few rows go through the model at a time:
-//!   matvec     out(OC) = W(OC,C) · x(C) + bias(OC): one token's linear layer. It is memory-bound
-//!              (every weight is read once per token, used once), so the work is split into
-//!              contiguous row blocks that each thread streams row after row.
+//! Inference kernels sized for generation, where only a few rows go through the model at a time
+//! (their linear layers are matmul.forward's, which has a path for few rows):
 //!   attention  n query rows at absolute positions pos0..pos0+n-1 against a KV cache (maxT, C)
 //!              per layer: the new rows' keys and values are stored into the cache first, then
 //!              every row attends causally (all heads) to cache positions 0..pos0+i, split over
@@ -11,70 +9,17 @@
 //! depend on the thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
-
-fn load(slice: []const f32, at: usize) V {
-    return slice[at..][0..lanes].*;
-}
-
-// ---- matvec ----
-
-/// Rows per task: 32 rows of a 768-wide matrix are 96 KiB, big enough for the hardware
-/// prefetcher to stream, small enough that the lm_head (50304 rows) splits into ~1600 tasks and
-/// a 768-row matrix still gives 24 tasks to balance over the threads.
-const matvec_rows_per_task = 32;
-
-const MatvecContext = struct {
-    out: []f32,
-    inp: []const f32,
-    weight: []const f32,
-    bias: ?[]const f32,
-    c: usize,
-    oc: usize,
-
-    fn task(self: *const MatvecContext, task_index: usize) void {
-        const row_begin = task_index * matvec_rows_per_task;
-        const row_end = @min(row_begin + matvec_rows_per_task, self.oc);
-        for (row_begin..row_end) |row| {
-            const bias = if (self.bias) |b| b[row] else 0;
-            self.out[row] = bias + dotRow(self.inp, self.weight[row * self.c ..][0..self.c]);
-        }
-    }
-};
-
-/// One row at a time, four independent 8-lane accumulators: a single sequential stream per
-/// thread measured ~35 GB/s on one core here, against ~26 GB/s for four interleaved rows sharing
-/// each load of x (more concurrent streams defeat the prefetcher; x sits in L1 anyway).
-fn dotRow(x: []const f32, w: []const f32) f32 {
-    assert(x.len == w.len);
-    const zero: V = @splat(0);
-    var a0 = zero;
-    var a1 = zero;
-    var a2 = zero;
-    var a3 = zero;
-    var k: usize = 0;
-    while (k + 4 * lanes <= x.len) : (k += 4 * lanes) {
-        a0 = @mulAdd(V, load(w, k), load(x, k), a0);
-        a1 = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), a1);
-        a2 = @mulAdd(V, load(w, k + 2 * lanes), load(x, k + 2 * lanes), a2);
-        a3 = @mulAdd(V, load(w, k + 3 * lanes), load(x, k + 3 * lanes), a3);
-    }
-    while (k + lanes <= x.len) : (k += lanes) a0 = @mulAdd(V, load(w, k), load(x, k), a0);
-    var sum = @reduce(.Add, (a0 + a1) + (a2 + a3));
-    while (k < x.len) : (k += 1) sum = @mulAdd(f32, w[k], x[k], sum);
-    return sum;
-}
-
-pub fn matvec(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, c: usize, oc: usize) void {
-    assert(c > 0 and oc > 0);
-    assert(out.len == oc and inp.len == c and weight.len == oc * c);
-    if (bias) |b| assert(b.len == oc);
-    const context = MatvecContext{ .out = out, .inp = inp, .weight = weight, .bias = bias, .c = c, .oc = oc };
-    pool.parallelFor(MatvecContext, &context, std.math.divCeil(usize, oc, matvec_rows_per_task) catch unreachable, MatvecContext.task);
-}
+/// 8 lanes, not simd.native's 16 on AVX-512: measured 15–25% slower at 16 lanes (d12, contexts
+/// 64 to 1000, 1 and 2 threads). A 64-channel head is a single 16-lane step of dotRow, and the
+/// 16-lane horizontal sum that follows costs more than the FMAs it saves.
+const vec = simd.Width(8);
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 
 // ---- attention against a KV cache ----
 
@@ -83,12 +28,12 @@ pub const max_head_size = 256;
 pub const max_heads = 64;
 pub const max_channels = 4096;
 /// Keys per block: a block task reads key_block whole cache rows of K, then of V, sequentially.
-const key_block = 64;
+pub const key_block = 64;
 /// Scratch for per-block partial results (max, sum, weighted values per head). Rows are processed
 /// in groups that fit; one row needs blocks·(C + 2·NH) floats (16 blocks · 792 for d12 at 1024).
 /// (Tiny in tests, so that row groups are exercised.)
 pub const scratch_floats = if (@import("builtin").is_test) 1 << 9 else 1 << 22;
-var scratch: [scratch_floats]f32 = undefined;
+var scratch: [scratch_floats]f32 align(64) = undefined;
 
 pub const AttentionShape = struct {
     pos0: usize, // absolute position of the first query row
@@ -127,11 +72,21 @@ const AttentionContext = struct {
     v_cache: []const f32,
     shape: AttentionShape,
     first_row: usize, // of this group
-    partials: []f32, // (rows in group, blocks, partialFloats)
+    /// rows·blocks·partialFloats floats: first every (row, block)'s weighted values (C floats
+    /// each), then every (row, block)'s maxes and sums (NH each). The values come first so that
+    /// each starts on a 64-byte boundary whenever C is a multiple of 16, whatever NH: a vector
+    /// load or store that straddles two cache lines costs about two (measured with 16-lane
+    /// vectors: 10–18% slower decode attention when the values followed 2·NH floats of stats).
+    partials: []f32,
 
-    fn partial(self: *const AttentionContext, group_row: usize, block: usize) []f32 {
-        const size = self.shape.partialFloats();
-        return self.partials[(group_row * self.shape.blocks() + block) * size ..][0..size];
+    const Partial = struct { maxes: []f32, sums: []f32, acc: []f32 };
+
+    fn partial(self: *const AttentionContext, group_row: usize, block: usize) Partial {
+        const s = self.shape;
+        const records = self.partials.len / s.partialFloats(); // rows in group · blocks
+        const record = group_row * s.blocks() + block;
+        const stats = self.partials[records * s.c + record * 2 * s.nh ..][0 .. 2 * s.nh];
+        return .{ .maxes = stats[0..s.nh], .sums = stats[s.nh..], .acc = self.partials[record * s.c ..][0..s.c] };
     }
 
     fn blockTask(self: *const AttentionContext, task_index: usize) void {
@@ -143,9 +98,9 @@ const AttentionContext = struct {
         const keys = s.pos0 + row + 1;
         const begin = block * key_block;
         const part = self.partial(group_row, block);
-        const maxes = part[0..s.nh];
-        const sums = part[s.nh .. 2 * s.nh];
-        const acc = part[2 * s.nh ..][0..s.c];
+        const maxes = part.maxes;
+        const sums = part.sums;
+        const acc = part.acc;
         if (begin >= keys) { // past this row's causal limit
             @memset(maxes, -std.math.inf(f32));
             @memset(sums, 0);
@@ -188,15 +143,15 @@ const AttentionContext = struct {
         const hs = s.headSize();
         const used_blocks = std.math.divCeil(usize, s.pos0 + row + 1, key_block) catch unreachable;
         var max: f32 = -std.math.inf(f32);
-        for (0..used_blocks) |b| max = @max(max, self.partial(group_row, b)[head]);
+        for (0..used_blocks) |b| max = @max(max, self.partial(group_row, b).maxes[head]);
         var total: f32 = 0;
         var acc: [max_head_size]f32 = undefined;
         @memset(acc[0..hs], 0);
         for (0..used_blocks) |b| {
             const part = self.partial(group_row, b);
-            const weight = @exp(part[head] - max);
-            total += part[s.nh + head] * weight;
-            axpy(acc[0..hs], weight, part[2 * s.nh + head * hs ..][0..hs]);
+            const weight = @exp(part.maxes[head] - max);
+            total += part.sums[head] * weight;
+            axpy(acc[0..hs], weight, part.acc[head * hs ..][0..hs]);
         }
         const out = self.out[row * s.c + head * hs ..][0..hs];
         const inverse = 1.0 / total;
@@ -204,11 +159,32 @@ const AttentionContext = struct {
     }
 };
 
+/// x·w with four independent accumulators (a GPT-2 head of 64 channels is two steps).
+fn dotRow(x: []const f32, w: []const f32) f32 {
+    assert(x.len == w.len);
+    const zero: V = @splat(0);
+    var a0 = zero;
+    var a1 = zero;
+    var a2 = zero;
+    var a3 = zero;
+    var k: usize = 0;
+    while (k + 4 * lanes <= x.len) : (k += 4 * lanes) {
+        a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+        a1 = @mulAdd(V, load(w, k + lanes), load(x, k + lanes), a1);
+        a2 = @mulAdd(V, load(w, k + 2 * lanes), load(x, k + 2 * lanes), a2);
+        a3 = @mulAdd(V, load(w, k + 3 * lanes), load(x, k + 3 * lanes), a3);
+    }
+    while (k + lanes <= x.len) : (k += lanes) a0 = @mulAdd(V, load(w, k), load(x, k), a0);
+    var sum = @reduce(.Add, (a0 + a1) + (a2 + a3));
+    while (k < x.len) : (k += 1) sum = @mulAdd(f32, w[k], x[k], sum);
+    return sum;
+}
+
 fn axpy(y: []f32, alpha: f32, x: []const f32) void {
     assert(x.len == y.len);
     const alpha_v: V = @splat(alpha);
     var k: usize = 0;
-    while (k + lanes <= y.len) : (k += lanes) y[k..][0..lanes].* = @mulAdd(V, alpha_v, load(x, k), y[k..][0..lanes].*);
+    while (k + lanes <= y.len) : (k += lanes) store(y, k, @mulAdd(V, alpha_v, load(x, k), load(y, k)));
     while (k < y.len) : (k += 1) y[k] = @mulAdd(f32, alpha, x[k], y[k]);
 }
 
@@ -270,43 +246,6 @@ pub fn copy(dst: []f32, src: []const f32) void {
 
 fn fillNormal(random: std.Random, values: []f32) void {
     for (values) |*v| v.* = random.floatNorm(f32);
-}
-
-test "matvec matches a float64 reference on odd shapes, for 1 and 3 threads" {
-    const gpa = std.testing.allocator;
-    var prng = std.Random.DefaultPrng.init(7);
-    const random = prng.random();
-    defer pool.deinit();
-    for ([_]usize{ 1, 3 }) |threads| {
-        try pool.init(threads);
-        for ([_][2]usize{ .{ 1, 1 }, .{ 7, 5 }, .{ 17, 33 }, .{ 768, 37 }, .{ 100, 130 } }) |dims| {
-            const c, const oc = dims;
-            const inp = try gpa.alloc(f32, c);
-            defer gpa.free(inp);
-            const weight = try gpa.alloc(f32, oc * c);
-            defer gpa.free(weight);
-            const bias = try gpa.alloc(f32, oc);
-            defer gpa.free(bias);
-            const out = try gpa.alloc(f32, oc);
-            defer gpa.free(out);
-            fillNormal(random, inp);
-            fillNormal(random, weight);
-            fillNormal(random, bias);
-            matvec(out, inp, weight, bias, c, oc);
-            for (0..oc) |o| {
-                var sum: f64 = bias[o];
-                var abs_sum: f64 = @abs(bias[o]);
-                for (0..c) |k| {
-                    sum += @as(f64, inp[k]) * weight[o * c + k];
-                    abs_sum += @abs(@as(f64, inp[k]) * weight[o * c + k]);
-                }
-                // γ_(c+1)·Σ|terms| bounds any float32 summation order (Higham §3.1).
-                const u: f64 = std.math.pow(f64, 2, -24);
-                const n: f64 = @floatFromInt(c + 1);
-                try std.testing.expect(@abs(out[o] - sum) <= n * u / (1 - n * u) * abs_sum + 1e-30);
-            }
-        }
-    }
 }
 
 test "attention over a cache matches a float64 reference and fills the cache" {

@@ -2,10 +2,14 @@
 //! backward (da += dout, db += dout). Memory-bound: split into fixed chunks over the pool.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 /// Elements per task: 64 KiB per stream, large enough that the task hand-out is noise.
 pub const chunk_elements = 1 << 14;
 
@@ -19,10 +23,6 @@ pub fn chunkRange(n: usize, task_index: usize) struct { start: usize, end: usize
     return .{ .start = start, .end = @min(n, start + chunk_elements) };
 }
 
-fn load(s: []const f32, at: usize) V {
-    return s[at..][0..lanes].*;
-}
-
 const ForwardContext = struct {
     out: []f32,
     a: []const f32,
@@ -30,7 +30,7 @@ const ForwardContext = struct {
     fn task(self: *const ForwardContext, task_index: usize) void {
         const r = chunkRange(self.out.len, task_index);
         var k = r.start;
-        while (k + lanes <= r.end) : (k += lanes) self.out[k..][0..lanes].* = load(self.a, k) + load(self.b, k);
+        while (k + lanes <= r.end) : (k += lanes) store(self.out, k, load(self.a, k) + load(self.b, k));
         while (k < r.end) : (k += 1) self.out[k] = self.a[k] + self.b[k];
     }
 };
@@ -50,8 +50,8 @@ const BackwardContext = struct {
         var k = r.start;
         while (k + lanes <= r.end) : (k += lanes) {
             const g = load(self.dout, k);
-            self.da[k..][0..lanes].* = load(self.da, k) + g;
-            self.db[k..][0..lanes].* = load(self.db, k) + g;
+            store(self.da, k, load(self.da, k) + g);
+            store(self.db, k, load(self.db, k) + g);
         }
         while (k < r.end) : (k += 1) {
             self.da[k] += self.dout[k];

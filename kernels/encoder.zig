@@ -7,10 +7,14 @@
 //! whatever thread runs the task.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 /// Channels per backward task: 64 floats = one 256-byte run per row touched.
 const channels_per_task = 64;
 /// Rows per forward task: enough work (rows·C floats) to amortise the task hand-out.
@@ -27,9 +31,9 @@ fn addRows(out: []f32, a: []const f32, b: []const f32) void {
     assert(out.len == a.len and a.len == b.len);
     var k: usize = 0;
     while (k + lanes <= out.len) : (k += lanes) {
-        const va: V = a[k..][0..lanes].*;
-        const vb: V = b[k..][0..lanes].*;
-        out[k..][0..lanes].* = va + vb;
+        const va: V = load(a, k);
+        const vb: V = load(b, k);
+        store(out, k, va + vb);
     }
     while (k < out.len) : (k += 1) out[k] = a[k] + b[k];
 }
@@ -38,9 +42,9 @@ fn accumulate(y: []f32, x: []const f32) void {
     assert(y.len == x.len);
     var k: usize = 0;
     while (k + lanes <= y.len) : (k += lanes) {
-        const vy: V = y[k..][0..lanes].*;
-        const vx: V = x[k..][0..lanes].*;
-        y[k..][0..lanes].* = vy + vx;
+        const vy: V = load(y, k);
+        const vx: V = load(x, k);
+        store(y, k, vy + vx);
     }
     while (k < y.len) : (k += 1) y[k] += x[k];
 }

@@ -11,23 +11,21 @@
 //! NaN inputs give NaN.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const elementwise = @import("elementwise.zig");
 const vmath = @import("vmath.zig");
 const assert = std.debug.assert;
 
-const lanes = vmath.lanes;
-const V = vmath.V;
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 const sqrt_2_over_pi: f32 = 0.7978845608028654;
 const cubic: f32 = 0.044715;
 const clamp_x: f32 = 20;
 
-fn load(s: []const f32, at: usize) V {
-    return s[at..][0..lanes].*;
-}
-
-fn splat(x: f32) V {
-    return @splat(x);
-}
+const splat = vec.splat;
 
 fn geluVector(x: V) V {
     const z = splat(2 * sqrt_2_over_pi) * (x + splat(cubic) * x * x * x);
@@ -57,7 +55,7 @@ const ForwardContext = struct {
     fn task(self: *const ForwardContext, task_index: usize) void {
         const r = elementwise.chunkRange(self.inp.len, task_index);
         var k = r.start;
-        while (k + lanes <= r.end) : (k += lanes) self.out[k..][0..lanes].* = geluVector(load(self.inp, k));
+        while (k + lanes <= r.end) : (k += lanes) store(self.out, k, geluVector(load(self.inp, k)));
         if (k < r.end) {
             const y: [lanes]f32 = geluVector(loadTail(self.inp, k, r.end));
             for (k..r.end, 0..) |i, j| self.out[i] = y[j];
@@ -79,7 +77,7 @@ const BackwardContext = struct {
         const r = elementwise.chunkRange(self.inp.len, task_index);
         var k = r.start;
         while (k + lanes <= r.end) : (k += lanes) {
-            self.dinp[k..][0..lanes].* = load(self.dinp, k) + load(self.dout, k) * geluGradVector(load(self.inp, k));
+            store(self.dinp, k, load(self.dinp, k) + load(self.dout, k) * geluGradVector(load(self.inp, k)));
         }
         if (k < r.end) {
             const g: [lanes]f32 = geluGradVector(loadTail(self.inp, k, r.end));

@@ -12,15 +12,16 @@
 //! the fixed K-block order, with a sequential k loop inside. Task boundaries change who computes a
 //! tile, never how; results are bit-identical for any thread count.
 const std = @import("std");
-const builtin = @import("builtin");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
-const has_avx512 = builtin.cpu.arch == .x86_64 and std.Target.x86.featureSetHas(builtin.cpu.features, .avx512f);
-
-/// f32 lanes per SIMD register on the build target (8 for AVX2, 16 with AVX-512).
-pub const lanes = if (has_avx512) 16 else 8;
-pub const V = @Vector(lanes, f32);
+const has_avx512 = simd.has_avx512f;
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 /// Register tile: mr rows × nr columns = 2·mr accumulators. AVX2 has 16 ymm registers: 6×16 uses
 /// 12 accumulators + 2 B vectors + 1 broadcast. AVX-512 has 32 zmm registers: 12×32 uses 24 + 3.
 pub const mr = if (has_avx512) 12 else 6;
@@ -93,8 +94,8 @@ inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ld
             acc[i] = .{ @splat(0), @splat(0) };
         },
         .bias => {
-            const b0: V = bias.?[0..lanes].*;
-            const b1: V = bias.?[lanes..][0..lanes].*;
+            const b0: V = load(bias.?[0..nr], 0);
+            const b1: V = load(bias.?[0..nr], lanes);
             inline for (0..mr) |i| acc[i] = .{ b0, b1 };
         },
         .zero => inline for (0..mr) |i| {
@@ -105,8 +106,9 @@ inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ld
     var bp = b;
     var p: usize = 0;
     while (p < kc) : (p += 1) {
-        const b0: V = bp[0..lanes].*;
-        const b1: V = bp[lanes..][0..lanes].*;
+        // Packed panels are 64-byte aligned and nr floats wide: every B vector is aligned.
+        const b0: V = vec.loadAligned(bp);
+        const b1: V = vec.loadAligned(bp + lanes);
         inline for (0..mr) |i| {
             const ai: V = @splat(ap[i]);
             acc[i][0] = @mulAdd(V, ai, b0, acc[i][0]);
@@ -116,12 +118,12 @@ inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ld
         bp += nr;
     }
     if (init == .load) inline for (0..mr) |i| {
-        acc[i][0] += c[i * ldc ..][0..lanes].*;
-        acc[i][1] += c[i * ldc + lanes ..][0..lanes].*;
+        acc[i][0] += load(c[i * ldc ..][0..nr], 0);
+        acc[i][1] += load(c[i * ldc ..][0..nr], lanes);
     };
     inline for (0..mr) |i| {
-        c[i * ldc ..][0..lanes].* = acc[i][0];
-        c[i * ldc + lanes ..][0..lanes].* = acc[i][1];
+        store(c[i * ldc ..][0..nr], 0, acc[i][0]);
+        store(c[i * ldc ..][0..nr], lanes, acc[i][1]);
     }
 }
 

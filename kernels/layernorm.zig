@@ -7,17 +7,17 @@
 //! order is fixed whatever the thread count (no scratch buffers, no atomics).
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
 pub const eps: f32 = 1e-5;
-const lanes = 8;
-const V = @Vector(lanes, f32);
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 const rows_per_task = 8;
 const channels_per_task = 64;
-
-fn load(s: []const f32, at: usize) V {
-    return s[at..][0..lanes].*;
-}
 
 fn sum(x: []const f32) f32 {
     var acc: V = @splat(0);
@@ -72,7 +72,7 @@ const ForwardContext = struct {
         const r: V = @splat(rstd);
         var k: usize = 0;
         while (k + lanes <= c) : (k += lanes) {
-            y[k..][0..lanes].* = (load(x, k) - m) * r * load(self.weight, k) + load(self.bias, k);
+            store(y, k, (load(x, k) - m) * r * load(self.weight, k) + load(self.bias, k));
         }
         while (k < c) : (k += 1) y[k] = (x[k] - mean) * rstd * self.weight[k] + self.bias[k];
     }
@@ -137,7 +137,7 @@ const BackwardContext = struct {
         while (k + lanes <= c) : (k += lanes) {
             const dnorm = load(self.weight, k) * load(g, k);
             const norm = (load(x, k) - m) * r;
-            dx[k..][0..lanes].* = load(dx, k) + r * (dnorm - md - norm * mdn);
+            store(dx, k, load(dx, k) + r * (dnorm - md - norm * mdn));
         }
         while (k < c) : (k += 1) {
             const dnorm = self.weight[k] * g[k];

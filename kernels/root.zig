@@ -1,6 +1,19 @@
-//! The C ABI of libllmts.so: every symbol src/ffi.ts binds. Arguments were validated in
-//! TypeScript; here they are asserted again (cheaply) and turned into slices.
+//! The C ABI of libllmts.so: every symbol src/ffi.ts binds.
+//!
+//! Conventions:
+//!   - Sizes are i32 (element counts of whole buffers i64), pointers are nullable C pointers.
+//!   - Every export checks its arguments with check.zig before it builds a slice, in every build
+//!     mode (the library ships ReleaseFast, where std.debug.assert is only an optimizer hint): a
+//!     size below 1, an offset below 0, a product of sizes above 2^40 elements, a null required
+//!     pointer, a token id out of range or a shape past a kernel's limits ends the process with a
+//!     line on stderr naming the symbol and the argument, and exit status 70. src/ffi.ts refuses
+//!     all of these first, with a KernelArgumentError; the checks here are for callers that bypass
+//!     it, and cost a few comparisons per call (one pass over token ids).
+//!   - The limits TypeScript checks against come from here (llmts_limits_json), as do the vector
+//!     width and the CPU features (simd.zig).
 const std = @import("std");
+const check = @import("check.zig");
+const simd = @import("simd.zig");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
 const attention = @import("attention.zig");
@@ -8,29 +21,49 @@ const encoder = @import("encoder.zig");
 const layernorm = @import("layernorm.zig");
 const elementwise = @import("elementwise.zig");
 const gelu = @import("gelu.zig");
-const vmath = @import("vmath.zig");
 const softmax_xent = @import("softmax_xent.zig");
 const adamw = @import("adamw.zig");
-const gemm = @import("gemm.zig");
 const peak = @import("peak.zig");
 const decode = @import("decode.zig");
 
-fn slice(ptr: [*]f32, len: usize) []f32 {
-    return ptr[0..len];
+const Call = check.Call;
+
+// ---- machine and limits ----
+
+/// f32 lanes per vector register the kernels were built for (8 = AVX2, 16 = AVX-512).
+export fn llmts_vector_lanes() callconv(.c) i32 {
+    return simd.lanes;
 }
-fn constSlice(ptr: [*]const f32, len: usize) []const f32 {
-    return ptr[0..len];
+/// simd.Features of the running CPU (with OS support) as a bitmask: bit 0 avx2, 1 fma, 2 avx512f,
+/// 3 avx512bf16, 4 amx_bf16.
+export fn llmts_cpu_features() callconv(.c) u32 {
+    return simd.cpuFeatures().bits();
 }
-fn dim(value: i32) usize {
-    std.debug.assert(value > 0);
-    return @intCast(value);
+/// The same bitmask for the features the library was compiled to require.
+export fn llmts_target_features() callconv(.c) u32 {
+    return simd.target_features.bits();
 }
 
+/// The limits the exports below enforce, as a JSON object of integers, for src/ffi.ts to check
+/// against before a call.
+export fn llmts_limits_json() callconv(.c) [*:0]const u8 {
+    return limits_json;
+}
+const limits_json = std.fmt.comptimePrint(
+    \\{{"max_dim":{d},"max_elements":{d},"max_threads":{d},"decode_max_head_size":{d},"decode_max_heads":{d},"decode_max_channels":{d},"decode_key_block":{d},"decode_scratch_floats":{d}}}
+, .{ std.math.maxInt(i32), check.max_elements, pool.max_threads, decode.max_head_size, decode.max_heads, decode.max_channels, decode.key_block, decode.scratch_floats });
+
 // ---- pool ----
+
+fn threadCount(call: Call, threads: i32) usize {
+    call.require(threads >= 1 and threads <= pool.max_threads, "threads = {d}, must be from 1 to {d}", .{ threads, pool.max_threads });
+    return @intCast(threads);
+}
+
 /// Returns the thread count in use, or -1 when threads could not be spawned.
 export fn llmts_pool_init(thread_count: i32) callconv(.c) i32 {
-    if (thread_count < 1 or thread_count > pool.max_threads) return -1;
-    pool.init(@intCast(thread_count)) catch return -1;
+    const threads = threadCount(Call.of(@src()), thread_count);
+    pool.init(threads) catch return -1;
     return @intCast(pool.threads());
 }
 export fn llmts_pool_threads() callconv(.c) i32 {
@@ -38,131 +71,226 @@ export fn llmts_pool_threads() callconv(.c) i32 {
 }
 
 // ---- matmul ----
-export fn llmts_matmul_forward(out: [*]f32, inp: [*]const f32, weight: [*]const f32, bias: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
-    const BT, const C, const OC = .{ dim(bt), dim(c), dim(oc) };
-    matmul.forward(slice(out, BT * OC), constSlice(inp, BT * C), constSlice(weight, OC * C), if (bias) |b| constSlice(b, OC) else null, BT, C, OC);
+
+const Linear = struct { bt: usize, c: usize, oc: usize, in: usize, out: usize, w: usize };
+
+fn linear(call: Call, bt: i32, c: i32, oc: i32) Linear {
+    const BT, const C, const OC = .{ call.dim("bt", bt), call.dim("c", c), call.dim("oc", oc) };
+    return .{ .bt = BT, .c = C, .oc = OC, .in = call.elements("bt·c", .{ BT, C }), .out = call.elements("bt·oc", .{ BT, OC }), .w = call.elements("oc·c", .{ OC, C }) };
 }
-export fn llmts_matmul_backward_input(dinp: [*]f32, dout: [*]const f32, weight: [*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
-    const BT, const C, const OC = .{ dim(bt), dim(c), dim(oc) };
-    matmul.backwardInput(slice(dinp, BT * C), constSlice(dout, BT * OC), constSlice(weight, OC * C), BT, C, OC);
+
+/// out(bt,oc) = inp(bt,c)·weight(oc,c)ᵀ + bias; one row, a few rows and many rows take different
+/// kernels (matmul.forward chooses).
+export fn llmts_matmul_forward(out: ?[*]f32, inp: ?[*]const f32, weight: ?[*]const f32, bias: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = linear(call, bt, c, oc);
+    const b = if (bias) |p| p[0..s.oc] else null;
+    matmul.forward(call.floats("out", out, s.out), call.constFloats("inp", inp, s.in), call.constFloats("weight", weight, s.w), b, s.bt, s.c, s.oc);
 }
-export fn llmts_matmul_backward_weight(dweight: [*]f32, dbias: ?[*]f32, dout: [*]const f32, inp: [*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
-    const BT, const C, const OC = .{ dim(bt), dim(c), dim(oc) };
-    matmul.backwardWeight(slice(dweight, OC * C), if (dbias) |b| slice(b, OC) else null, constSlice(dout, BT * OC), constSlice(inp, BT * C), BT, C, OC);
+export fn llmts_matmul_backward_input(dinp: ?[*]f32, dout: ?[*]const f32, weight: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = linear(call, bt, c, oc);
+    matmul.backwardInput(call.floats("dinp", dinp, s.in), call.constFloats("dout", dout, s.out), call.constFloats("weight", weight, s.w), s.bt, s.c, s.oc);
+}
+export fn llmts_matmul_backward_weight(dweight: ?[*]f32, dbias: ?[*]f32, dout: ?[*]const f32, inp: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = linear(call, bt, c, oc);
+    const db = if (dbias) |p| p[0..s.oc] else null;
+    matmul.backwardWeight(call.floats("dweight", dweight, s.w), db, call.constFloats("dout", dout, s.out), call.constFloats("inp", inp, s.in), s.bt, s.c, s.oc);
 }
 
 // ---- attention ----
-export fn llmts_attention_forward(out: [*]f32, lse: [*]f32, qkv: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
-    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
-    attention.forward(slice(out, B * T * C), slice(lse, B * NH * T), constSlice(qkv, B * T * 3 * C), B, T, C, NH);
+
+const Heads = struct { b: usize, t: usize, c: usize, nh: usize, qkv: usize, out: usize, lse: usize };
+
+fn heads(call: Call, b: i32, t: i32, c: i32, nh: i32) Heads {
+    const B, const T, const C, const NH = .{ call.dim("b", b), call.dim("t", t), call.dim("c", c), call.dim("nh", nh) };
+    call.require(C % NH == 0, "c = {d} is not a multiple of nh = {d}", .{ C, NH });
+    return .{ .b = B, .t = T, .c = C, .nh = NH, .qkv = call.elements("b·t·3·c", .{ B, T, 3, C }), .out = call.elements("b·t·c", .{ B, T, C }), .lse = call.elements("b·nh·t", .{ B, NH, T }) };
 }
-export fn llmts_attention_backward(dqkv: [*]f32, dout: [*]const f32, qkv: [*]const f32, out: [*]const f32, lse: [*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
-    const B, const T, const C, const NH = .{ dim(b), dim(t), dim(c), dim(nh) };
-    attention.backward(slice(dqkv, B * T * 3 * C), constSlice(dout, B * T * C), constSlice(qkv, B * T * 3 * C), constSlice(out, B * T * C), constSlice(lse, B * NH * T), B, T, C, NH);
+
+export fn llmts_attention_forward(out: ?[*]f32, lse: ?[*]f32, qkv: ?[*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = heads(call, b, t, c, nh);
+    attention.forward(call.floats("out", out, s.out), call.floats("lse", lse, s.lse), call.constFloats("qkv", qkv, s.qkv), s.b, s.t, s.c, s.nh);
+}
+export fn llmts_attention_backward(dqkv: ?[*]f32, dout: ?[*]const f32, qkv: ?[*]const f32, out: ?[*]const f32, lse: ?[*]const f32, b: i32, t: i32, c: i32, nh: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = heads(call, b, t, c, nh);
+    attention.backward(call.floats("dqkv", dqkv, s.qkv), call.constFloats("dout", dout, s.out), call.constFloats("qkv", qkv, s.qkv), call.constFloats("out", out, s.out), call.constFloats("lse", lse, s.lse), s.b, s.t, s.c, s.nh);
 }
 
 // ---- layers ----
-fn ints(ptr: [*]const i32, len: usize) []const i32 {
-    return ptr[0..len];
+
+fn embedding(call: Call, b: i32, t: i32, c: i32, vp: i32, max_t: i32) encoder.Shape {
+    const s = encoder.Shape{ .b = call.dim("b", b), .t = call.dim("t", t), .c = call.dim("c", c), .vp = call.dim("vp", vp), .max_t = call.dim("max_t", max_t) };
+    call.require(s.t <= s.max_t, "t = {d} exceeds max_t = {d}", .{ s.t, s.max_t });
+    _ = call.elements("b·t·c", .{ s.b, s.t, s.c });
+    _ = call.elements("vp·c", .{ s.vp, s.c });
+    _ = call.elements("max_t·c", .{ s.max_t, s.c });
+    return s;
 }
-fn count64(value: i64) usize {
-    std.debug.assert(value > 0);
-    return @intCast(value);
+
+export fn llmts_encoder_forward(out: ?[*]f32, inp: ?[*]const i32, wte: ?[*]const f32, wpe: ?[*]const f32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = embedding(call, b, t, c, vp, max_t);
+    const ids = call.ids("inp", inp, s.b * s.t, s.vp, "vp");
+    encoder.forward(call.floats("out", out, s.b * s.t * s.c), ids, call.constFloats("wte", wte, s.vp * s.c), call.constFloats("wpe", wpe, s.max_t * s.c), s);
 }
-export fn llmts_encoder_forward(out: [*]f32, inp: [*]const i32, wte: [*]const f32, wpe: [*]const f32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
-    const s = encoder.Shape{ .b = dim(b), .t = dim(t), .c = dim(c), .vp = dim(vp), .max_t = dim(max_t) };
-    encoder.forward(slice(out, s.b * s.t * s.c), ints(inp, s.b * s.t), constSlice(wte, s.vp * s.c), constSlice(wpe, s.max_t * s.c), s);
+export fn llmts_encoder_backward(dwte: ?[*]f32, dwpe: ?[*]f32, dout: ?[*]const f32, inp: ?[*]const i32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = embedding(call, b, t, c, vp, max_t);
+    const ids = call.ids("inp", inp, s.b * s.t, s.vp, "vp");
+    encoder.backward(call.floats("dwte", dwte, s.vp * s.c), call.floats("dwpe", dwpe, s.max_t * s.c), call.constFloats("dout", dout, s.b * s.t * s.c), ids, s);
 }
-export fn llmts_encoder_backward(dwte: [*]f32, dwpe: [*]f32, dout: [*]const f32, inp: [*]const i32, b: i32, t: i32, c: i32, vp: i32, max_t: i32) callconv(.c) void {
-    const s = encoder.Shape{ .b = dim(b), .t = dim(t), .c = dim(c), .vp = dim(vp), .max_t = dim(max_t) };
-    encoder.backward(slice(dwte, s.vp * s.c), slice(dwpe, s.max_t * s.c), constSlice(dout, s.b * s.t * s.c), ints(inp, s.b * s.t), s);
+
+fn rows(call: Call, n: i32, c: i32) struct { usize, usize, usize } {
+    const N, const C = .{ call.dim("n", n), call.dim("c", c) };
+    return .{ N, C, call.elements("n·c", .{ N, C }) };
 }
-export fn llmts_layernorm_forward(out: [*]f32, mean: [*]f32, rstd: [*]f32, inp: [*]const f32, weight: [*]const f32, bias: [*]const f32, n: i32, c: i32) callconv(.c) void {
-    const N, const C = .{ dim(n), dim(c) };
-    layernorm.forward(slice(out, N * C), slice(mean, N), slice(rstd, N), constSlice(inp, N * C), constSlice(weight, C), constSlice(bias, C), N, C);
+
+export fn llmts_layernorm_forward(out: ?[*]f32, mean: ?[*]f32, rstd: ?[*]f32, inp: ?[*]const f32, weight: ?[*]const f32, bias: ?[*]const f32, n: i32, c: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const N, const C, const NC = rows(call, n, c);
+    layernorm.forward(call.floats("out", out, NC), call.floats("mean", mean, N), call.floats("rstd", rstd, N), call.constFloats("inp", inp, NC), call.constFloats("weight", weight, C), call.constFloats("bias", bias, C), N, C);
 }
-export fn llmts_layernorm_backward(dinp: [*]f32, dweight: [*]f32, dbias: [*]f32, dout: [*]const f32, inp: [*]const f32, weight: [*]const f32, mean: [*]const f32, rstd: [*]const f32, n: i32, c: i32) callconv(.c) void {
-    const N, const C = .{ dim(n), dim(c) };
-    layernorm.backward(slice(dinp, N * C), slice(dweight, C), slice(dbias, C), constSlice(dout, N * C), constSlice(inp, N * C), constSlice(weight, C), constSlice(mean, N), constSlice(rstd, N), N, C);
+export fn llmts_layernorm_backward(dinp: ?[*]f32, dweight: ?[*]f32, dbias: ?[*]f32, dout: ?[*]const f32, inp: ?[*]const f32, weight: ?[*]const f32, mean: ?[*]const f32, rstd: ?[*]const f32, n: i32, c: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const N, const C, const NC = rows(call, n, c);
+    layernorm.backward(call.floats("dinp", dinp, NC), call.floats("dweight", dweight, C), call.floats("dbias", dbias, C), call.constFloats("dout", dout, NC), call.constFloats("inp", inp, NC), call.constFloats("weight", weight, C), call.constFloats("mean", mean, N), call.constFloats("rstd", rstd, N), N, C);
 }
-export fn llmts_residual_forward(out: [*]f32, a: [*]const f32, b: [*]const f32, n: i32) callconv(.c) void {
-    elementwise.residualForward(slice(out, dim(n)), constSlice(a, dim(n)), constSlice(b, dim(n)));
+export fn llmts_residual_forward(out: ?[*]f32, a: ?[*]const f32, b: ?[*]const f32, n: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.dim("n", n);
+    elementwise.residualForward(call.floats("out", out, len), call.constFloats("a", a, len), call.constFloats("b", b, len));
 }
-export fn llmts_residual_backward(da: [*]f32, db: [*]f32, dout: [*]const f32, n: i32) callconv(.c) void {
-    elementwise.residualBackward(slice(da, dim(n)), slice(db, dim(n)), constSlice(dout, dim(n)));
+export fn llmts_residual_backward(da: ?[*]f32, db: ?[*]f32, dout: ?[*]const f32, n: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.dim("n", n);
+    elementwise.residualBackward(call.floats("da", da, len), call.floats("db", db, len), call.constFloats("dout", dout, len));
 }
-export fn llmts_gelu_forward(out: [*]f32, inp: [*]const f32, n: i32) callconv(.c) void {
-    gelu.forward(slice(out, dim(n)), constSlice(inp, dim(n)));
+export fn llmts_gelu_forward(out: ?[*]f32, inp: ?[*]const f32, n: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.dim("n", n);
+    gelu.forward(call.floats("out", out, len), call.constFloats("inp", inp, len));
 }
-export fn llmts_gelu_backward(dinp: [*]f32, inp: [*]const f32, dout: [*]const f32, n: i32) callconv(.c) void {
-    gelu.backward(slice(dinp, dim(n)), constSlice(inp, dim(n)), constSlice(dout, dim(n)));
+export fn llmts_gelu_backward(dinp: ?[*]f32, inp: ?[*]const f32, dout: ?[*]const f32, n: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.dim("n", n);
+    gelu.backward(call.floats("dinp", dinp, len), call.constFloats("inp", inp, len), call.constFloats("dout", dout, len));
 }
-export fn llmts_softmax_xent_forward(probs: [*]f32, losses: [*]f32, logits: [*]const f32, targets: [*]const i32, bt: i32, v: i32, vp: i32) callconv(.c) void {
-    const s = softmax_xent.Shape{ .bt = dim(bt), .v = dim(v), .vp = dim(vp) };
-    softmax_xent.forward(slice(probs, s.bt * s.vp), slice(losses, s.bt), constSlice(logits, s.bt * s.vp), ints(targets, s.bt), s);
+
+fn vocabulary(call: Call, bt: i32, v: i32, vp: i32) softmax_xent.Shape {
+    const s = softmax_xent.Shape{ .bt = call.dim("bt", bt), .v = call.dim("v", v), .vp = call.dim("vp", vp) };
+    call.require(s.v <= s.vp, "v = {d} exceeds vp = {d}", .{ s.v, s.vp });
+    _ = call.elements("bt·vp", .{ s.bt, s.vp });
+    return s;
+}
+
+export fn llmts_softmax_xent_forward(probs: ?[*]f32, losses: ?[*]f32, logits: ?[*]const f32, targets: ?[*]const i32, bt: i32, v: i32, vp: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = vocabulary(call, bt, v, vp);
+    const ids = call.ids("targets", targets, s.bt, s.v, "v");
+    softmax_xent.forward(call.floats("probs", probs, s.bt * s.vp), call.floats("losses", losses, s.bt), call.constFloats("logits", logits, s.bt * s.vp), ids, s);
 }
 /// dlogits may be the same array as probs.
-export fn llmts_softmax_xent_backward(dlogits: [*]f32, probs: [*]const f32, targets: [*]const i32, dloss_scale: f32, bt: i32, v: i32, vp: i32) callconv(.c) void {
-    const s = softmax_xent.Shape{ .bt = dim(bt), .v = dim(v), .vp = dim(vp) };
-    softmax_xent.backward(dlogits, probs, ints(targets, s.bt), dloss_scale, s);
+export fn llmts_softmax_xent_backward(dlogits: ?[*]f32, probs: ?[*]const f32, targets: ?[*]const i32, dloss_scale: f32, bt: i32, v: i32, vp: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = vocabulary(call, bt, v, vp);
+    const ids = call.ids("targets", targets, s.bt, s.v, "v");
+    const d = dlogits orelse call.fail("dlogits is null", .{});
+    const p = probs orelse call.fail("probs is null", .{});
+    softmax_xent.backward(d, p, ids, call.finite("dloss_scale", dloss_scale), s);
 }
-export fn llmts_adamw_update(params: [*]f32, grads: [*]const f32, m: [*]f32, v: [*]f32, n: i64, decay: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, bc2_sqrt: f32, eps: f32, neg_step_size: f32, grad_scale: f32) callconv(.c) void {
-    const len = count64(n);
-    adamw.update(slice(params, len), constSlice(grads, len), slice(m, len), slice(v, len), .{
-        .decay = decay,
-        .beta1 = beta1,
-        .one_minus_beta1 = one_minus_beta1,
-        .beta2 = beta2,
-        .one_minus_beta2 = one_minus_beta2,
-        .bc2_sqrt = bc2_sqrt,
-        .eps = eps,
-        .neg_step_size = neg_step_size,
-        .grad_scale = grad_scale,
+export fn llmts_adamw_update(params: ?[*]f32, grads: ?[*]const f32, m: ?[*]f32, v: ?[*]f32, n: i64, decay: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, bc2_sqrt: f32, eps: f32, neg_step_size: f32, grad_scale: f32) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.count("n", n);
+    call.require(bc2_sqrt > 0, "bc2_sqrt = {d}, must be positive", .{bc2_sqrt});
+    call.require(eps > 0, "eps = {d}, must be positive", .{eps});
+    adamw.update(call.floats("params", params, len), call.constFloats("grads", grads, len), call.floats("m", m, len), call.floats("v", v, len), .{
+        .decay = call.finite("decay", decay),
+        .beta1 = call.finite("beta1", beta1),
+        .one_minus_beta1 = call.finite("one_minus_beta1", one_minus_beta1),
+        .beta2 = call.finite("beta2", beta2),
+        .one_minus_beta2 = call.finite("one_minus_beta2", one_minus_beta2),
+        .bc2_sqrt = call.finite("bc2_sqrt", bc2_sqrt),
+        .eps = call.finite("eps", eps),
+        .neg_step_size = call.finite("neg_step_size", neg_step_size),
+        .grad_scale = call.finite("grad_scale", grad_scale),
     });
 }
-export fn llmts_grad_norm_squared(grads: [*]const f32, n: i64, out: *f64) callconv(.c) void {
-    out.* = adamw.gradNormSquared(constSlice(grads, count64(n)));
+export fn llmts_grad_norm_squared(grads: ?[*]const f32, n: i64, out: ?*f64) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.count("n", n);
+    const result = out orelse call.fail("out is null", .{});
+    result.* = adamw.gradNormSquared(call.constFloats("grads", grads, len));
 }
 
 // ---- peak ----
-/// FMA GFLOP/s of `threads` threads running `width`-lane FMA chains (8, or 16 where AVX-512
-/// exists) for about `ms` milliseconds; -1 for an unsupported width or thread count. The pool is
-/// restored to its previous size afterwards.
-export fn llmts_fma_peak_gflops(threads: i32, ms: i32, width: i32) callconv(.c) f64 {
-    if (threads < 1 or threads > pool.max_threads or ms < 1) return -1;
-    if (width != 8 and width != peak.max_width) return -1;
+
+/// Runs `measure` on `threads` pool threads, restoring the pool's size afterwards; -1 when the
+/// threads cannot be spawned.
+fn onThreads(threads: usize, comptime measure: anytype, args: anytype) f64 {
     const previous = pool.threads();
-    if (previous != threads) pool.init(@intCast(threads)) catch return -1;
+    if (previous != threads) pool.init(threads) catch return -1;
     defer if (previous != threads) pool.init(previous) catch {};
-    return if (width == 16) peak.measure(16, @intCast(ms)) else peak.measure(8, @intCast(ms));
+    return @call(.auto, measure, args);
 }
-/// f32 lanes per vector register the matmul kernels were built for (8 = AVX2, 16 = AVX-512).
-export fn llmts_matmul_lanes() callconv(.c) i32 {
-    return gemm.lanes;
+
+/// FMA GFLOP/s of `threads` threads running `width`-lane FMA chains (8, or 16 where the build
+/// has AVX-512) for about `ms` milliseconds; -1 for a width this build lacks.
+export fn llmts_fma_peak_gflops(threads: i32, ms: i32, width: i32) callconv(.c) f64 {
+    const call = Call.of(@src());
+    const count, const duration = .{ threadCount(call, threads), call.dim("ms", ms) };
+    if (width == 8) return onThreads(count, peak.fma, .{ 8, duration });
+    if (width == simd.lanes) return onThreads(count, peak.fma, .{ simd.lanes, duration });
+    return -1;
+}
+
+fn bf16OrUnavailable(ms: u64) f64 {
+    return peak.bf16(ms) orelse -1;
+}
+
+/// bf16 dot-product (vdpbf16ps zmm, 64 FLOP each) GFLOP/s of `threads` threads for about `ms`
+/// milliseconds; -1 unless both the build target and the CPU have AVX512_BF16.
+export fn llmts_bf16_peak_gflops(threads: i32, ms: i32) callconv(.c) f64 {
+    const call = Call.of(@src());
+    const count, const duration = .{ threadCount(call, threads), call.dim("ms", ms) };
+    if (!peak.bf16Available()) return -1;
+    return onThreads(count, bf16OrUnavailable, .{duration});
 }
 
 // ---- decode ----
-export fn llmts_decode_matvec(out: [*]f32, inp: [*]const f32, weight: [*]const f32, bias: ?[*]const f32, c: i32, oc: i32) callconv(.c) void {
-    const C, const OC = .{ dim(c), dim(oc) };
-    decode.matvec(slice(out, OC), constSlice(inp, C), constSlice(weight, OC * C), if (bias) |b| constSlice(b, OC) else null, C, OC);
+
+fn cacheShape(call: Call, pos0: i32, n: i32, c: i32, nh: i32, max_t: i32) decode.AttentionShape {
+    const s = decode.AttentionShape{ .pos0 = call.offset("pos0", pos0), .n = call.dim("n", n), .c = call.dim("c", c), .nh = call.dim("nh", nh), .max_t = call.dim("max_t", max_t) };
+    call.require(s.pos0 + s.n <= s.max_t, "rows pos0 = {d} .. pos0 + n = {d} do not fit max_t = {d}", .{ s.pos0, s.pos0 + s.n, s.max_t });
+    call.require(s.c % s.nh == 0, "c = {d} is not a multiple of nh = {d}", .{ s.c, s.nh });
+    call.require(s.c <= decode.max_channels, "c = {d} exceeds {d}", .{ s.c, decode.max_channels });
+    call.require(s.nh <= decode.max_heads, "nh = {d} exceeds {d}", .{ s.nh, decode.max_heads });
+    call.require(s.c / s.nh <= decode.max_head_size, "head size c/nh = {d} exceeds {d}", .{ s.c / s.nh, decode.max_head_size });
+    call.require(decode.attentionFits(s), "context pos0 + n = {d} is too long for c = {d} (scratch of {d} floats)", .{ s.pos0 + s.n, s.c, decode.scratch_floats });
+    _ = call.elements("max_t·c", .{ s.max_t, s.c });
+    return s;
 }
-/// pos0 may be 0 (the first row of a prompt), so it is checked separately from the dimensions.
-export fn llmts_decode_attention(out: [*]f32, qkv: [*]const f32, k_cache: [*]f32, v_cache: [*]f32, pos0: i32, n: i32, c: i32, nh: i32, max_t: i32) callconv(.c) void {
-    std.debug.assert(pos0 >= 0);
-    const shape = decode.AttentionShape{ .pos0 = @intCast(pos0), .n = dim(n), .c = dim(c), .nh = dim(nh), .max_t = dim(max_t) };
-    const N, const C, const MT = .{ shape.n, shape.c, shape.max_t };
-    decode.attention(slice(out, N * C), constSlice(qkv, N * 3 * C), slice(k_cache, MT * C), slice(v_cache, MT * C), shape);
+
+/// pos0 may be 0 (the first row of a prompt), so it is checked as an offset, not a size.
+export fn llmts_decode_attention(out: ?[*]f32, qkv: ?[*]const f32, k_cache: ?[*]f32, v_cache: ?[*]f32, pos0: i32, n: i32, c: i32, nh: i32, max_t: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = cacheShape(call, pos0, n, c, nh, max_t);
+    decode.attention(call.floats("out", out, s.n * s.c), call.constFloats("qkv", qkv, s.n * 3 * s.c), call.floats("k_cache", k_cache, s.max_t * s.c), call.floats("v_cache", v_cache, s.max_t * s.c), s);
 }
-export fn llmts_copy(dst: [*]f32, src: [*]const f32, n: i64) callconv(.c) void {
-    std.debug.assert(n > 0);
-    const len: usize = @intCast(n);
-    decode.copy(slice(dst, len), constSlice(src, len));
+export fn llmts_copy(dst: ?[*]f32, src: ?[*]const f32, n: i64) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.count("n", n);
+    decode.copy(call.floats("dst", dst, len), call.constFloats("src", src, len));
 }
 
 test {
     std.testing.refAllDecls(@This());
+    _ = check;
+    _ = simd;
     _ = peak;
-    _ = gemm;
     _ = pool;
     _ = matmul;
     _ = attention;
@@ -170,7 +298,7 @@ test {
     _ = layernorm;
     _ = elementwise;
     _ = gelu;
-    _ = vmath;
+    _ = @import("vmath.zig");
     _ = softmax_xent;
     _ = adamw;
     _ = decode;

@@ -8,17 +8,17 @@
 //! The backward reads each element before writing it, so dlogits may alias probs.
 const std = @import("std");
 const pool = @import("pool.zig");
+const simd = @import("simd.zig");
 const vmath = @import("vmath.zig");
 const assert = std.debug.assert;
 
-const lanes = vmath.lanes;
-const V = vmath.V;
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const load = vec.load;
+const store = vec.store;
 /// Vectors summed in float32 before flushing into the float64 total.
 const flush_vectors = 64;
-
-fn load(s: []const f32, at: usize) V {
-    return s[at..][0..lanes].*;
-}
 
 pub const Shape = struct { bt: usize, v: usize, vp: usize };
 
@@ -46,7 +46,7 @@ fn expAndSum(p: []f32, x: []const f32, max: f32) f64 {
             k += lanes;
         }) {
             const e = vmath.expV(load(x, k) - m);
-            p[k..][0..lanes].* = e;
+            store(p, k, e);
             acc += e;
         }
         total += @reduce(.Add, acc);
@@ -65,7 +65,7 @@ fn expAndSum(p: []f32, x: []const f32, max: f32) f64 {
 fn scale(p: []f32, factor: f32) void {
     const f: V = @splat(factor);
     var k: usize = 0;
-    while (k + lanes <= p.len) : (k += lanes) p[k..][0..lanes].* = load(p, k) * f;
+    while (k + lanes <= p.len) : (k += lanes) store(p, k, load(p, k) * f);
     while (k < p.len) : (k += 1) p[k] *= factor;
 }
 
@@ -114,7 +114,7 @@ const BackwardContext = struct {
         const p_target = p[target];
         const f: V = @splat(self.dloss_scale);
         var k: usize = 0;
-        while (k + lanes <= s.v) : (k += lanes) d[k..][0..lanes].* = load(p, k) * f;
+        while (k + lanes <= s.v) : (k += lanes) store(d, k, load(p, k) * f);
         while (k < s.v) : (k += 1) d[k] = p[k] * self.dloss_scale;
         d[target] = (p_target - 1) * self.dloss_scale;
         @memset(d[s.v..], 0);

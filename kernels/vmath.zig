@@ -1,14 +1,13 @@
-//! Vector transcendental functions on @Vector(8, f32), shared by the kernels. @exp on a vector is
+//! Vector transcendental functions on simd.zig's vectors, shared by the kernels. @exp on a vector is
 //! lowered by LLVM to one libm call per lane (~10× slower than the polynomial below), so the hot
 //! loops (softmax, attention, GELU) use these instead.
 const std = @import("std");
+const simd = @import("simd.zig");
 
-pub const lanes = 8;
-pub const V = @Vector(lanes, f32);
-
-fn splat(x: f32) V {
-    return @splat(x);
-}
+const vec = simd.native;
+const lanes = vec.lanes;
+const V = vec.V;
+const splat = vec.splat;
 
 /// e^x for a vector, with a relative error below 3·2^-24 on [-87.33, 88] (tested). e^x = 2^n·e^r
 /// with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two constants so n·ln2_hi is exact),
@@ -61,6 +60,13 @@ pub fn sigmoidV(z: V) Sigmoid {
 }
 
 const testing = std.testing;
+
+/// Eight test values in the first lanes of a vector (the rest 0), whatever the width.
+fn firstLanes(values: [8]f32) V {
+    var all: [lanes]f32 = @splat(0);
+    @memcpy(all[0..8], &values);
+    return all;
+}
 const unit_roundoff: f64 = std.math.floatEps(f32) / 2; // 2^-24, the float32 unit roundoff
 
 test "expV is within 3·2^-24 of exp on [-87, 10] and flushes below" {
@@ -79,7 +85,7 @@ test "expV is within 3·2^-24 of exp on [-87, 10] and flushes below" {
 
 test "expV: NaN propagates in its own lane only, large x saturates finitely" {
     const nan = std.math.nan(f32);
-    const got = expV(.{ nan, 0, -nan, 1, -std.math.inf(f32), 2, 1e30, std.math.inf(f32) });
+    const got: [lanes]f32 = expV(firstLanes(.{ nan, 0, -nan, 1, -std.math.inf(f32), 2, 1e30, std.math.inf(f32) }));
     try testing.expect(std.math.isNan(got[0]) and std.math.isNan(got[2]));
     try testing.expectEqual(@as(f32, 1), got[1]);
     try testing.expectEqual(@as(f32, 0), got[4]);
@@ -108,7 +114,7 @@ test "sigmoidV is within 6·2^-24 (slope 9·2^-24) on [-87, 87], exact at the en
     try testing.expect(worst_s < 6 * unit_roundoff);
     try testing.expect(worst_slope < 9 * unit_roundoff);
     const inf = std.math.inf(f32);
-    const ends = sigmoidV(.{ inf, -inf, 3e38, -3e38, 1e4, -1e4, 88, std.math.nan(f32) });
+    const ends = sigmoidV(firstLanes(.{ inf, -inf, 3e38, -3e38, 1e4, -1e4, 88, std.math.nan(f32) }));
     const s: [lanes]f32 = ends.s;
     const slope: [lanes]f32 = ends.slope;
     for ([_]f32{ 1, 0, 1, 0, 1, 0, 1 }, s[0..7], slope[0..7]) |want, got, got_slope| {

@@ -3,6 +3,16 @@
 // before a pointer reaches Zig. Typed arrays are passed directly as `ptr` arguments (never through
 // `ptr()`, whose result can go stale once a caller is JIT-compiled), so nothing here keeps a raw
 // pointer. Kernels are synchronous: an array only has to stay alive for the call.
+//
+// Conventions shared with kernels/root.zig (the C ABI):
+//   - A bad argument is refused here with a KernelArgumentError naming the wrapper and the
+//     argument. The library checks again in every build (kernels/check.zig): a call that bypasses
+//     these wrappers with an impossible argument ends the process with a line on stderr naming the
+//     exported symbol and the argument, exit status 70, never undefined behaviour.
+//   - The limits checked here (thread count, element counts, decode attention's buffers) are read
+//     from the library once at load (llmts_limits_json), never restated.
+//   - At load, the library's build target is compared with the running CPU (cpuid), so a library
+//     built for AVX-512 on another machine is refused with a message instead of SIGILL.
 import { dlopen, FFIType } from "bun:ffi";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -11,8 +21,7 @@ import { join, resolve } from "node:path";
 const REPO_ROOT = resolve(import.meta.dir, "..");
 export const LIBRARY_PATH = join(REPO_ROOT, "zig-out", "lib", "libllmts.so");
 const KERNEL_SOURCES = [join(REPO_ROOT, "build.zig"), ...zigSources(join(REPO_ROOT, "kernels"))];
-const MAX_DIM = 2 ** 31 - 1;
-const { ptr, i32, i64, f32, void: VOID } = FFIType;
+const { ptr, i32, i64, u32, f32, f64, cstring, void: VOID } = FFIType;
 
 function zigSources(dir: string): string[] {
   if (!existsSync(dir)) return [];
@@ -43,11 +52,15 @@ const symbols = {
   llmts_softmax_xent_backward: { args: [ptr, ptr, ptr, f32, i32, i32, i32], returns: VOID },
   llmts_adamw_update: { args: [ptr, ptr, ptr, ptr, i64, f32, f32, f32, f32, f32, f32, f32, f32, f32], returns: VOID },
   llmts_grad_norm_squared: { args: [ptr, i64, ptr], returns: VOID },
-  llmts_matmul_lanes: { args: [], returns: i32 },
+  // ---- machine and limits ----
+  llmts_vector_lanes: { args: [], returns: i32 },
+  llmts_cpu_features: { args: [], returns: u32 },
+  llmts_target_features: { args: [], returns: u32 },
+  llmts_limits_json: { args: [], returns: cstring },
   // ---- peak ----
-  llmts_fma_peak_gflops: { args: [i32, i32, i32], returns: FFIType.f64 },
+  llmts_fma_peak_gflops: { args: [i32, i32, i32], returns: f64 },
+  llmts_bf16_peak_gflops: { args: [i32, i32], returns: f64 },
   // ---- decode ----
-  llmts_decode_matvec: { args: [ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
   llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
 } as const;
@@ -69,24 +82,85 @@ function checkLibrary(): void {
 }
 
 type Library = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
-let library: Library | null = null;
 
-function lib(): Library {
-  if (library === null) {
-    // The thread count is validated first, so a bad LLMTS_THREADS fails every call, not just the first.
-    const threads = defaultThreadCount();
+/** Limits of the kernels, as kernels/root.zig reports them (llmts_limits_json). */
+export interface KernelLimits {
+  /** largest size argument (the C ABI passes sizes as i32) */
+  maxDim: number;
+  /** most elements of any one array argument */
+  maxElements: number;
+  /** most kernel threads (kernels/pool.zig) */
+  maxThreads: number;
+  /** decodeAttention's stack buffers and partial-results scratch (kernels/decode.zig) */
+  decode: { maxHeadSize: number; maxHeads: number; maxChannels: number; keyBlock: number; scratchFloats: number };
+}
+
+/** The features the kernels care about (bits of llmts_cpu_features / llmts_target_features). */
+export interface CpuFeatures { avx2: boolean; fma: boolean; avx512f: boolean; avx512bf16: boolean; amxBf16: boolean }
+const FEATURE_BITS: Array<[keyof CpuFeatures, string]> = [["avx2", "AVX2"], ["fma", "FMA"], ["avx512f", "AVX-512F"], ["avx512bf16", "AVX512_BF16"], ["amxBf16", "AMX-BF16"]];
+
+function featuresOf(bits: number): CpuFeatures {
+  const entries = FEATURE_BITS.map(([name], i) => [name, ((bits >>> i) & 1) === 1]);
+  return Object.fromEntries(entries) as CpuFeatures;
+}
+
+/** Names of the features in `required` that `present` lacks (bitmasks as the library reports them). */
+export function missingFeatures(required: number, present: number): string[] {
+  return FEATURE_BITS.filter((_, i) => ((required >>> i) & 1) === 1 && ((present >>> i) & 1) === 0).map(([, label]) => label);
+}
+
+function parseLimits(text: string): KernelLimits {
+  const raw = JSON.parse(text) as Record<string, unknown>;
+  const get = (key: string): number => {
+    const value = raw[key];
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) throw new Error(`llm.ts kernel library ${LIBRARY_PATH} reports no valid limit ${key} (got ${String(value)}): run \`bun run build\``);
+    return value;
+  };
+  return Object.freeze({
+    maxDim: get("max_dim"), maxElements: get("max_elements"), maxThreads: get("max_threads"),
+    decode: Object.freeze({ maxHeadSize: get("decode_max_head_size"), maxHeads: get("decode_max_heads"), maxChannels: get("decode_max_channels"), keyBlock: get("decode_key_block"), scratchFloats: get("decode_scratch_floats") }),
+  });
+}
+
+interface Loaded { symbols: Library; limits: KernelLimits }
+let loaded: Loaded | null = null;
+let poolStarted = false;
+
+/** dlopens the library once, reads its limits and checks that this CPU can run its build. */
+function load(): Loaded {
+  if (loaded === null) {
     checkLibrary();
-    let loaded: Library;
+    let bound: Library;
     try {
-      loaded = dlopen(LIBRARY_PATH, symbols).symbols;
+      bound = dlopen(LIBRARY_PATH, symbols).symbols;
     } catch (error) {
       // A library from another build of the sources (a missing symbol) or a damaged file.
       throw new Error(`llm.ts kernel library ${LIBRARY_PATH} could not be loaded (${(error as Error).message}): run \`bun run build\``);
     }
-    if (loaded.llmts_pool_init(threads) !== threads) throw new Error(`could not start ${threads} kernel threads`);
-    library = loaded;
+    const missing = missingFeatures(bound.llmts_target_features(), bound.llmts_cpu_features());
+    if (missing.length > 0) {
+      throw new Error(`llm.ts kernel library ${LIBRARY_PATH} was built for a CPU with ${missing.join(", ")}, which this CPU (or its OS) lacks: run \`bun run build\` on this machine, or \`bun run build:portable\``);
+    }
+    loaded = { symbols: bound, limits: parseLimits(String(bound.llmts_limits_json())) };
   }
-  return library;
+  return loaded;
+}
+
+/** The library, with the kernel thread pool started (the first call sizes it from defaultThreadCount). */
+function lib(): Library {
+  const { symbols } = load();
+  if (!poolStarted) {
+    // Validated before anything runs, so a bad LLMTS_THREADS fails every call, not just the first.
+    const threads = defaultThreadCount();
+    if (symbols.llmts_pool_init(threads) !== threads) throw new Error(`could not start ${threads} kernel threads`);
+    poolStarted = true;
+  }
+  return symbols;
+}
+
+/** The kernels' limits (read from the library once). */
+export function kernelLimits(): KernelLimits {
+  return load().limits;
 }
 
 /** The most threads the kernel pool takes. */
@@ -96,18 +170,20 @@ export const MAX_THREADS = 64;
 export function defaultThreadCount(): number {
   const env = process.env.LLMTS_THREADS;
   if (env !== undefined && env !== "") return parseThreadCount(env, "LLMTS_THREADS");
-  return Math.max(1, Math.min(64, availableParallelism()));
+  return Math.max(1, Math.min(kernelLimits().maxThreads, availableParallelism()));
 }
 
 export function parseThreadCount(text: string, source: string): number {
+  const max = kernelLimits().maxThreads;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new KernelArgumentError(`${source} must be an integer from 1 to 64, got "${text}"`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new KernelArgumentError(`${source} must be an integer from 1 to ${max}, got "${text}"`);
   return n;
 }
 
 /** Restarts the kernel thread pool with `count` threads (the calling thread included). */
 export function setThreads(count: number): number {
-  if (!Number.isInteger(count) || count < 1 || count > 64) throw new KernelArgumentError(`thread count must be an integer from 1 to 64, got ${count}`);
+  const max = kernelLimits().maxThreads;
+  if (!Number.isInteger(count) || count < 1 || count > max) throw new KernelArgumentError(`thread count must be an integer from 1 to ${max}, got ${count}`);
   const got = lib().llmts_pool_init(count);
   if (got !== count) throw new Error(`could not start ${count} kernel threads`);
   return got;
@@ -119,7 +195,7 @@ export function threadCount(): number {
 
 // ---- argument checks ----
 export function checkDim(fn: string, name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1 || value > MAX_DIM) {
+  if (!Number.isInteger(value) || value < 1 || value > kernelLimits().maxDim) {
     throw new KernelArgumentError(`${fn}: ${name} must be a positive integer below 2^31, got ${value}`);
   }
 }
@@ -138,8 +214,10 @@ export function checkI32(fn: string, name: string, array: Int32Array, expected: 
   }
 }
 
+/** A product of sizes the kernel will address as one array: at most kernelLimits().maxElements. */
 function checkElementCount(fn: string, total: number): void {
-  if (total > Number.MAX_SAFE_INTEGER || total > 2 ** 40) throw new KernelArgumentError(`${fn}: shape has ${total} elements, too many`);
+  const max = kernelLimits().maxElements;
+  if (!(total <= max)) throw new KernelArgumentError(`${fn}: shape has ${total} elements, more than ${max}`);
 }
 
 // ---- matmul ----
@@ -147,7 +225,7 @@ function checkElementCount(fn: string, total: number): void {
 export function matmulForward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null, BT: number, C: number, OC: number): void {
   const fn = "matmulForward";
   checkDim(fn, "BT", BT); checkDim(fn, "C", C); checkDim(fn, "OC", OC);
-  checkElementCount(fn, BT * Math.max(C, OC));
+  checkElementCount(fn, BT * Math.max(C, OC)); checkElementCount(fn, OC * C);
   checkF32(fn, "out", out, BT * OC); checkF32(fn, "inp", inp, BT * C); checkF32(fn, "weight", weight, OC * C);
   if (bias !== null) checkF32(fn, "bias", bias, OC);
   lib().llmts_matmul_forward(out, inp, weight, bias, BT, C, OC);
@@ -157,7 +235,7 @@ export function matmulForward(out: Float32Array, inp: Float32Array, weight: Floa
 export function matmulBackwardInput(dinp: Float32Array, dout: Float32Array, weight: Float32Array, BT: number, C: number, OC: number): void {
   const fn = "matmulBackwardInput";
   checkDim(fn, "BT", BT); checkDim(fn, "C", C); checkDim(fn, "OC", OC);
-  checkElementCount(fn, BT * Math.max(C, OC));
+  checkElementCount(fn, BT * Math.max(C, OC)); checkElementCount(fn, OC * C);
   checkF32(fn, "dinp", dinp, BT * C); checkF32(fn, "dout", dout, BT * OC); checkF32(fn, "weight", weight, OC * C);
   lib().llmts_matmul_backward_input(dinp, dout, weight, BT, C, OC);
 }
@@ -166,15 +244,28 @@ export function matmulBackwardInput(dinp: Float32Array, dout: Float32Array, weig
 export function matmulBackwardWeight(dweight: Float32Array, dbias: Float32Array | null, dout: Float32Array, inp: Float32Array, BT: number, C: number, OC: number): void {
   const fn = "matmulBackwardWeight";
   checkDim(fn, "BT", BT); checkDim(fn, "C", C); checkDim(fn, "OC", OC);
-  checkElementCount(fn, BT * Math.max(C, OC));
+  checkElementCount(fn, BT * Math.max(C, OC)); checkElementCount(fn, OC * C);
   checkF32(fn, "dweight", dweight, OC * C); checkF32(fn, "dout", dout, BT * OC); checkF32(fn, "inp", inp, BT * C);
   if (dbias !== null) checkF32(fn, "dbias", dbias, OC);
   lib().llmts_matmul_backward_weight(dweight, dbias, dout, inp, BT, C, OC);
 }
 
-/** f32 lanes per vector register the matmul kernels were compiled for (8 = AVX2, 16 = AVX-512). */
-export function matmulLanes(): number {
-  return lib().llmts_matmul_lanes();
+/** f32 lanes per vector register the kernels were compiled for (8 = AVX2, 16 = AVX-512). */
+export function vectorLanes(): number {
+  return load().symbols.llmts_vector_lanes();
+}
+
+/** The matmul kernels' width: vectorLanes() (the name callers used before every kernel shared it). */
+export const matmulLanes = vectorLanes;
+
+/** The running CPU's features, each counted only if the OS has enabled its registers. */
+export function cpuFeatures(): CpuFeatures {
+  return featuresOf(load().symbols.llmts_cpu_features());
+}
+
+/** The features the library was compiled to require (all present on this CPU, checked at load). */
+export function targetFeatures(): CpuFeatures {
+  return featuresOf(load().symbols.llmts_target_features());
 }
 
 // ---- attention ----
@@ -374,28 +465,31 @@ export function gradNormSquared(grads: Float32Array): number {
  */
 export function fmaPeakGflops(threads: number, ms: number, width = 8): number {
   const fn = "fmaPeakGflops";
-  checkDim(fn, "threads", threads); checkDim(fn, "ms", ms);
-  if (threads > 64) throw new KernelArgumentError(`${fn}: threads must be at most 64, got ${threads}`);
+  checkPeakArguments(fn, threads, ms);
   if (width !== 8 && width !== 16) throw new KernelArgumentError(`${fn}: width must be 8 or 16, got ${width}`);
   const gflops = lib().llmts_fma_peak_gflops(threads, ms, width);
   if (gflops < 0) throw new KernelArgumentError(`${fn}: width ${width} is not supported by this build`);
   return gflops;
 }
 
-// ---- decode ----
-/** out(OC) = weight(OC,C) · inp(C) + bias(OC): one row's linear layer, streaming the weight once. */
-export function decodeMatvec(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array | null, C: number, OC: number): void {
-  const fn = "decodeMatvec";
-  checkDim(fn, "C", C); checkDim(fn, "OC", OC);
-  checkElementCount(fn, C * OC);
-  checkF32(fn, "out", out, OC); checkF32(fn, "inp", inp, C); checkF32(fn, "weight", weight, OC * C);
-  if (bias !== null) checkF32(fn, "bias", bias, OC);
-  lib().llmts_decode_matvec(out, inp, weight, bias, C, OC);
+function checkPeakArguments(fn: string, threads: number, ms: number): void {
+  checkDim(fn, "threads", threads); checkDim(fn, "ms", ms);
+  const max = kernelLimits().maxThreads;
+  if (threads > max) throw new KernelArgumentError(`${fn}: threads must be at most ${max}, got ${threads}`);
 }
 
-/** Limits of kernels/decode.zig's attention (stack buffers and its partial-results scratch). */
-export const DECODE_ATTENTION_LIMITS = { maxHeadSize: 256, maxHeads: 64, maxChannels: 4096, keyBlock: 64, scratchFloats: 1 << 22 } as const;
+/**
+ * Measured bf16 dot-product throughput in GFLOP/s of `threads` threads, each running 12
+ * independent chains of vdpbf16ps on zmm registers (64 FLOP each: 32 products, 32 additions) for
+ * about `ms` milliseconds; null unless both this build and this CPU have AVX512_BF16.
+ */
+export function bf16PeakGflops(threads: number, ms: number): number | null {
+  checkPeakArguments("bf16PeakGflops", threads, ms);
+  const gflops = lib().llmts_bf16_peak_gflops(threads, ms);
+  return gflops < 0 ? null : gflops;
+}
 
+// ---- decode ----
 /**
  * Stores the keys and values of n new rows (qkv(n,3C), row = [q|k|v]) at cache positions
  * pos0..pos0+n-1 of kCache/vCache (maxT,C), then out(n,C) = causal attention of each row's query
@@ -405,7 +499,7 @@ export function decodeAttention(out: Float32Array, qkv: Float32Array, kCache: Fl
   const fn = "decodeAttention";
   checkDim(fn, "n", n); checkDim(fn, "C", C); checkDim(fn, "NH", NH); checkDim(fn, "maxT", maxT);
   if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + n > maxT) throw new KernelArgumentError(`${fn}: rows ${pos0}..${pos0 + n - 1} do not fit a cache of ${maxT} positions`);
-  const limits = DECODE_ATTENTION_LIMITS;
+  const limits = kernelLimits().decode;
   if (C % NH !== 0 || C / NH > limits.maxHeadSize || NH > limits.maxHeads || C > limits.maxChannels) {
     throw new KernelArgumentError(`${fn}: C (${C}) must split into NH (${NH} ≤ ${limits.maxHeads}) heads of at most ${limits.maxHeadSize}, C ≤ ${limits.maxChannels}`);
   }

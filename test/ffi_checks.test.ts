@@ -60,8 +60,8 @@ const SPECS: Record<string, Spec> = {
   },
   gradNormSquared: { args: () => [f32(7)], dims: [], anyLength: [0], bad: () => [[f32(0)]] },
   fmaPeakGflops: { args: () => [1, 1, 8], dims: [0, 1], bad: () => [[65, 1, 8], [1, 1, 4]] },
+  bf16PeakGflops: { args: () => [1, 1], dims: [0, 1], bad: () => [[65, 1]] },
   // ---- decode (src/infer) ----
-  decodeMatvec: { args: () => [f32(5), f32(3), f32(5 * 3), f32(5), 3, 5], dims: [4, 5] },
   decodeAttention: {
     args: () => [f32(2 * 4), f32(2 * 12), f32(3 * 4), f32(3 * 4), 0, 2, 4, 2, 3], dims: [5, 6, 7, 8],
     bad: () => [
@@ -74,7 +74,7 @@ const SPECS: Record<string, Spec> = {
 };
 
 /** Wrappers that take no arrays or sizes (tested in ffi_library.test.ts or by their users). */
-const NO_ARRAY_ARGUMENTS = new Set(["setThreads", "threadCount", "matmulLanes"]);
+const NO_ARRAY_ARGUMENTS = new Set(["setThreads", "threadCount"]);
 
 const BAD_SIZES = [0, -1, 1.5, NaN, 2 ** 31];
 

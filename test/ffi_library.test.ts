@@ -5,7 +5,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { KernelArgumentError, LIBRARY_PATH, parseThreadCount, setThreads, threadCount, defaultThreadCount } from "../src/ffi.ts";
+import { KernelArgumentError, kernelLimits, LIBRARY_PATH, parseThreadCount, setThreads, threadCount, defaultThreadCount } from "../src/ffi.ts";
+
+/** kernels/pool.zig's max_threads, as the library reports it (test/ffi_abi.test.ts checks both sides enforce it). */
+const MAX = kernelLimits().maxThreads;
 
 const ROOT = resolve(import.meta.dir, "..");
 const project = mkdtempSync(join(tmpdir(), "llmts-ffi-"));
@@ -65,7 +68,7 @@ describe("loading the kernel library", () => {
     installLibrary(newer);
     const r = probe();
     expect(r.stderr).toBe("");
-    expect(r.threads).toBe(Math.max(1, Math.min(64, availableParallelism())));
+    expect(r.threads).toBe(Math.max(1, Math.min(MAX, availableParallelism())));
   });
 });
 
@@ -74,23 +77,23 @@ describe("thread count", () => {
     installLibrary(newer);
     expect(probe({ LLMTS_THREADS: "1" }).threads).toBe(1);
     expect(probe({ LLMTS_THREADS: "3" }).threads).toBe(3);
-    expect(probe({ LLMTS_THREADS: "" }).threads).toBe(Math.max(1, Math.min(64, availableParallelism())));
+    expect(probe({ LLMTS_THREADS: "" }).threads).toBe(Math.max(1, Math.min(MAX, availableParallelism())));
   });
 
   test("a bad LLMTS_THREADS fails the first kernel call with a message naming it", () => {
     installLibrary(newer);
-    for (const bad of ["0", "65", "-2", "1.5", "two", " "]) {
+    for (const bad of ["0", String(MAX + 1), "-2", "1.5", "two", " "]) {
       const r = probe({ LLMTS_THREADS: bad });
       expect(r.code).not.toBe(0);
-      expect(r.stderr).toContain(`LLMTS_THREADS must be an integer from 1 to 64, got "${bad}"`);
+      expect(r.stderr).toContain(`LLMTS_THREADS must be an integer from 1 to ${MAX}, got "${bad}"`);
     }
   });
 
-  test("parseThreadCount (the --threads flag) accepts 1..64 and names its source otherwise", () => {
+  test("parseThreadCount (the --threads flag) accepts 1..max_threads and names its source otherwise", () => {
     expect(parseThreadCount("1", "--threads")).toBe(1);
-    expect(parseThreadCount("64", "--threads")).toBe(64);
-    for (const bad of ["0", "65", "1.5", "x", "NaN", "-1"]) {
-      expect(() => parseThreadCount(bad, "--threads")).toThrow(`--threads must be an integer from 1 to 64, got "${bad}"`);
+    expect(parseThreadCount(String(MAX), "--threads")).toBe(MAX);
+    for (const bad of ["0", String(MAX + 1), "1.5", "x", "NaN", "-1"]) {
+      expect(() => parseThreadCount(bad, "--threads")).toThrow(`--threads must be an integer from 1 to ${MAX}, got "${bad}"`);
     }
   });
 
@@ -99,7 +102,7 @@ describe("thread count", () => {
     try {
       expect(setThreads(3)).toBe(3);
       expect(threadCount()).toBe(3);
-      for (const bad of [0, -1, 65, 1.5, NaN]) expect(() => setThreads(bad)).toThrow(KernelArgumentError);
+      for (const bad of [0, -1, MAX + 1, 1.5, NaN]) expect(() => setThreads(bad)).toThrow(KernelArgumentError);
       expect(threadCount()).toBe(3);
     } finally {
       setThreads(defaultThreadCount());
