@@ -9,7 +9,7 @@
 // % of peak is against the FMA ceiling at the kernels' vector width (16 lanes where the build
 // has AVX-512, else 8); the 8-lane (AVX2) ceiling is printed too.
 import { parseArgs } from "node:util";
-import { matmulBackwardInput, matmulBackwardWeight, matmulForward, matmulLanes, setThreads, defaultThreadCount } from "../src/ffi.ts";
+import { matmulBackwardInput, matmulBackwardWeight, matmulForward, vectorLanes, setThreads, defaultThreadCount } from "../src/ffi.ts";
 import { measureFmaPeak, median } from "../src/perf/peak.ts";
 
 const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
@@ -55,7 +55,7 @@ function repsFor(BT: number, C: number, OC: number): number {
   return gflop > 20 ? 5 : 9;
 }
 
-const width = matmulLanes();
+const width = vectorLanes();
 const peakRuns = quick ? 3 : 5;
 const peaks = new Map<number, number>();
 const peakFor = (threads: number) => peaks.get(threads)!;

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { intFlag, intListFlag } from "../src/cli/flags.ts";
-import { defaultThreadCount, MAX_THREADS } from "../src/ffi.ts";
+import { defaultThreadCount, maxThreads } from "../src/ffi.ts";
 import { MAX_ROW_INDEPENDENT_ROWS } from "../src/infer/batch.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import { namedConfig } from "../src/model/config.ts";
@@ -30,7 +30,7 @@ const { values } = parseArgs({
 const quick = values.quick ?? false;
 const modelName = values.model ?? "d12";
 const config = namedConfig(modelName);
-const threads = values.threads === undefined ? defaultThreadCount() : intFlag("threads", values.threads, 1, MAX_THREADS);
+const threads = values.threads === undefined ? defaultThreadCount() : intFlag("threads", values.threads, 1, maxThreads());
 const PROMPT = 16;
 const TOKENS = values.tokens === undefined ? (quick ? 32 : 128) : intFlag("tokens", values.tokens, 2, config.maxT - PROMPT);
 const STREAMS = values.streams === undefined ? [1, 4, 8] : intListFlag("streams", values.streams, 1, MAX_ROW_INDEPENDENT_ROWS);

@@ -1,5 +1,6 @@
-//! The residual connection: out = a + b forward, and the gradient copied to both branches
-//! backward (da += dout, db += dout). Memory-bound: split into fixed chunks over the pool.
+//! The residual connection's forward, out = a + b. (Its backward needs no kernel: the gradient
+//! passes to both branches unchanged, so the model keeps one residual-gradient buffer.)
+//! Memory-bound: split into fixed chunks over the pool.
 const std = @import("std");
 const pool = @import("pool.zig");
 const simd = @import("simd.zig");
@@ -41,51 +42,19 @@ pub fn residualForward(out: []f32, a: []const f32, b: []const f32) void {
     pool.parallelFor(ForwardContext, &context, chunkCount(out.len), ForwardContext.task);
 }
 
-const BackwardContext = struct {
-    da: []f32,
-    db: []f32,
-    dout: []const f32,
-    fn task(self: *const BackwardContext, task_index: usize) void {
-        const r = chunkRange(self.dout.len, task_index);
-        var k = r.start;
-        while (k + lanes <= r.end) : (k += lanes) {
-            const g = load(self.dout, k);
-            store(self.da, k, load(self.da, k) + g);
-            store(self.db, k, load(self.db, k) + g);
-        }
-        while (k < r.end) : (k += 1) {
-            self.da[k] += self.dout[k];
-            self.db[k] += self.dout[k];
-        }
-    }
-};
-
-pub fn residualBackward(da: []f32, db: []f32, dout: []const f32) void {
-    assert(dout.len > 0 and da.len == dout.len and db.len == dout.len);
-    const context = BackwardContext{ .da = da, .db = db, .dout = dout };
-    pool.parallelFor(BackwardContext, &context, chunkCount(dout.len), BackwardContext.task);
-}
-
-test "residual forward and backward on sizes around the chunk and vector widths" {
+test "residual forward on sizes around the chunk and vector widths" {
     const gpa = std.testing.allocator;
     try pool.init(2);
     defer pool.deinit();
     for ([_]usize{ 1, 7, 9, chunk_elements - 1, chunk_elements + 3, 3 * chunk_elements + 11 }) |n| {
-        const buf = try gpa.alloc(f32, 5 * n);
+        const buf = try gpa.alloc(f32, 3 * n);
         defer gpa.free(buf);
-        const out, const a, const b, const da, const db = .{ buf[0..n], buf[n .. 2 * n], buf[2 * n .. 3 * n], buf[3 * n .. 4 * n], buf[4 * n ..] };
+        const out, const a, const b = .{ buf[0..n], buf[n .. 2 * n], buf[2 * n ..] };
         for (0..n) |i| {
             a[i] = @floatFromInt(i);
             b[i] = 0.5 - @as(f32, @floatFromInt(i % 13));
-            da[i] = 1;
-            db[i] = -2;
         }
         residualForward(out, a, b);
         for (0..n) |i| try std.testing.expectEqual(a[i] + b[i], out[i]);
-        residualBackward(da, db, out);
-        for (0..n) |i| {
-            try std.testing.expectEqual(1 + out[i], da[i]);
-            try std.testing.expectEqual(-2 + out[i], db[i]);
-        }
     }
 }

@@ -164,11 +164,6 @@ export fn llmts_residual_forward(out: ?[*]f32, a: ?[*]const f32, b: ?[*]const f3
     const len = call.dim("n", n);
     elementwise.residualForward(call.floats("out", out, len), call.constFloats("a", a, len), call.constFloats("b", b, len));
 }
-export fn llmts_residual_backward(da: ?[*]f32, db: ?[*]f32, dout: ?[*]const f32, n: i32) callconv(.c) void {
-    const call = Call.of(@src());
-    const len = call.dim("n", n);
-    elementwise.residualBackward(call.floats("da", da, len), call.floats("db", db, len), call.constFloats("dout", dout, len));
-}
 export fn llmts_gelu_forward(out: ?[*]f32, inp: ?[*]const f32, n: i32) callconv(.c) void {
     const call = Call.of(@src());
     const len = call.dim("n", n);

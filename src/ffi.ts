@@ -45,7 +45,6 @@ const symbols = {
   llmts_layernorm_forward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
   llmts_layernorm_backward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
   llmts_residual_forward: { args: [ptr, ptr, ptr, i32], returns: VOID },
-  llmts_residual_backward: { args: [ptr, ptr, ptr, i32], returns: VOID },
   llmts_gelu_forward: { args: [ptr, ptr, i32], returns: VOID },
   llmts_gelu_backward: { args: [ptr, ptr, ptr, i32], returns: VOID },
   llmts_softmax_xent_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
@@ -163,8 +162,10 @@ export function kernelLimits(): KernelLimits {
   return load().limits;
 }
 
-/** The most threads the kernel pool takes. */
-export const MAX_THREADS = 64;
+/** The most threads the kernel pool takes (kernels/pool.zig, through the limits). */
+export function maxThreads(): number {
+  return kernelLimits().maxThreads;
+}
 
 /** LLMTS_THREADS when set, else the number of cores this process may use. */
 export function defaultThreadCount(): number {
@@ -254,9 +255,6 @@ export function matmulBackwardWeight(dweight: Float32Array, dbias: Float32Array 
 export function vectorLanes(): number {
   return load().symbols.llmts_vector_lanes();
 }
-
-/** The matmul kernels' width: vectorLanes() (the name callers used before every kernel shared it). */
-export const matmulLanes = vectorLanes;
 
 /** The running CPU's features, each counted only if the OS has enabled its registers. */
 export function cpuFeatures(): CpuFeatures {
@@ -363,13 +361,6 @@ export function residualForward(out: Float32Array, a: Float32Array, b: Float32Ar
   lib().llmts_residual_forward(out, a, b, n);
 }
 
-/** da += dout, db += dout. */
-export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, n: number): void {
-  const fn = "residualBackward";
-  checkDim(fn, "n", n);
-  checkF32(fn, "da", da, n); checkF32(fn, "db", db, n); checkF32(fn, "dout", dout, n);
-  lib().llmts_residual_backward(da, db, dout, n);
-}
 
 /** out = GELU(inp), tanh approximation (GPT-2's gelu_new). */
 export function geluForward(out: Float32Array, inp: Float32Array, n: number): void {

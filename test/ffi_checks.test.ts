@@ -43,7 +43,6 @@ const SPECS: Record<string, Spec> = {
   layernormForward: { args: () => [f32(6), f32(2), f32(2), f32(6), f32(3), f32(3), 2, 3], dims: [6, 7] },
   layernormBackward: { args: () => [f32(6), f32(3), f32(3), f32(6), f32(6), f32(3), f32(2), f32(2), 2, 3], dims: [8, 9] },
   residualForward: { args: () => [f32(5), f32(5), f32(5), 5], dims: [3] },
-  residualBackward: { args: () => [f32(5), f32(5), f32(5), 5], dims: [3] },
   geluForward: { args: () => [f32(5), f32(5), 5], dims: [2] },
   geluBackward: { args: () => [f32(5), f32(5), f32(5), 5], dims: [3] },
   softmaxCrossEntropyForward: {

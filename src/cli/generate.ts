@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { EXIT } from "../base/errors.ts";
 import { encode } from "../data/tokenizer.ts";
-import { MAX_THREADS, setThreads, threadCount } from "../ffi.ts";
+import { maxThreads, setThreads, threadCount } from "../ffi.ts";
 import { InferenceEngine } from "../infer/engine.ts";
 import { generate } from "../infer/generate.ts";
 import type { SamplingOptions } from "../infer/sampling.ts";
@@ -69,7 +69,7 @@ function parse(argv: string[]): Args | null {
       topP: optional(values["top-p"], (v) => numberFlag("top-p", v, 0, 1, { minExclusive: true }), 1),
     },
     seed: optional(values.seed, (v) => intFlag("seed", v, 0, 0xffffffff), 1337),
-    threads: optional(values.threads, (v) => intFlag("threads", v, 1, MAX_THREADS), null),
+    threads: optional(values.threads, (v) => intFlag("threads", v, 1, maxThreads()), null),
     json: values.json ?? false,
   };
 }

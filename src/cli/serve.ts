@@ -5,7 +5,7 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { EXIT, InputError } from "../base/errors.ts";
-import { MAX_THREADS, setThreads, threadCount } from "../ffi.ts";
+import { maxThreads, setThreads, threadCount } from "../ffi.ts";
 import { MAX_ROW_INDEPENDENT_ROWS } from "../infer/batch.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { startServer } from "../serve/server.ts";
@@ -61,7 +61,7 @@ function parse(argv: string[]): Args | null {
     queue: optional(values.queue, (v) => intFlag("queue", v, 0, 100_000), 32),
     maxBodyBytes: optional(values["max-body-bytes"], (v) => intFlag("max-body-bytes", v, 1024, 1 << 30), 1 << 20),
     modelName: optional(values["model-name"], (v) => nonEmptyFlag("model-name", v), null),
-    threads: optional(values.threads, (v) => intFlag("threads", v, 1, MAX_THREADS), null),
+    threads: optional(values.threads, (v) => intFlag("threads", v, 1, maxThreads()), null),
   };
 }
 

@@ -7,7 +7,7 @@
 // for `ms` milliseconds (kernels/peak.zig). Samples are taken several times; the median is the
 // figure (a burst of load from other processes moves it less than it moves the mean) and the best
 // is reported beside it.
-import { fmaPeakGflops, matmulLanes } from "../ffi.ts";
+import { fmaPeakGflops, vectorLanes } from "../ffi.ts";
 
 export interface PeakMeasurement {
   /** median of the samples, GFLOP/s */
@@ -33,7 +33,7 @@ export function median(values: readonly number[]): number {
 export function measureFmaPeak(threads: number, options: { samples?: number; ms?: number } = {}): PeakMeasurement {
   const samples = options.samples ?? 5;
   const ms = options.ms ?? 100;
-  const lanes = matmulLanes();
+  const lanes = vectorLanes();
   const values = Array.from({ length: samples }, () => fmaPeakGflops(threads, ms, lanes));
   return {
     gflops: median(values), best: Math.max(...values), samples: values, threads, lanes,
@@ -43,7 +43,7 @@ export function measureFmaPeak(threads: number, options: { samples?: number; ms?
 
 /** A peak the user gave (--peak-gflops), in the same shape. */
 export function givenPeak(gflops: number, threads: number): PeakMeasurement {
-  return { gflops, best: gflops, samples: [gflops], threads, lanes: matmulLanes(), source: "--peak-gflops" };
+  return { gflops, best: gflops, samples: [gflops], threads, lanes: vectorLanes(), source: "--peak-gflops" };
 }
 
 /** Model FLOPs utilisation in percent: achieved FLOP/s over the peak. */

@@ -71,12 +71,6 @@ export function residualForwardRef(out: Floats, a: Floats, b: Floats, n: number)
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-export function residualBackwardRef(da: Floats, db: Floats, dout: Floats, n: number): void {
-  for (let i = 0; i < n; i++) {
-    da[i] += dout[i];
-    db[i] += dout[i];
-  }
-}
 
 export function geluRef(x: number): number {
   return 0.5 * x * (1 + Math.tanh(GELU_K * (x + GELU_CUBIC * x ** 3)));

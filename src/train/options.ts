@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../base/errors.ts";
 import { choiceFlag, intFlag, nonEmptyFlag, numberFlag } from "../cli/flags.ts";
-import { defaultThreadCount, MAX_THREADS } from "../ffi.ts";
+import { defaultThreadCount, maxThreads } from "../ffi.ts";
 import { NAMED_CONFIGS } from "../model/config.ts";
 
 export const SCHEDULES = ["constant", "cosine", "linear", "wsd"] as const;
@@ -122,7 +122,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "resume", flag: "resume", group: "state", kind: "invocation", def: null, metavar: "PATH|latest", help: 'continue from a checkpoint path, or "latest" in --ckpt-dir (the run spec comes from the checkpoint)', parse: str("resume") },
   { key: "overwrite", flag: "overwrite", group: "state", kind: "invocation", def: false, boolean: true, help: "start fresh even if --ckpt-dir holds checkpoints of an earlier run (they are deleted)", parse: () => true },
   { key: "log", flag: "log", group: "output", kind: "cadence", def: null, metavar: "PATH", defNote: "<ckpt-dir>/log.jsonl", help: "JSONL log; an SVG loss curve is written beside it (.svg)", parse: str("log") },
-  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${defaultThreadCount()}`, help: "kernel threads", parse: int("threads", 1, MAX_THREADS) },
+  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${defaultThreadCount()}`, help: "kernel threads", parse: int("threads", 1, maxThreads()) },
   { key: "peakGflops", flag: "peak-gflops", group: "machine", kind: "invocation", def: null, metavar: "X", defNote: "measured at start-up", help: "the machine's peak for the MFU figure, GFLOP/s", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
 ];
 
