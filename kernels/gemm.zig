@@ -63,127 +63,324 @@ pub const Problem = struct {
     /// true: C += A·B. false: C = bias + A·B (bias per column, or zero when null).
     accumulate: bool,
     bias: ?[*]const f32 = null,
+    precision: Precision = .fp32,
 };
 
-// Packing buffers, never freed (the library lives as long as the process). The first call
+/// How the microkernel multiplies (issue 9, like torch.set_float32_matmul_precision):
+///   fp32  FMAs on f32 operands;
+///   bf16  operands rounded to bf16 (round to nearest even) when they are packed, multiplied in
+///         pairs by vdpbf16ps (AVX512_BF16) into f32 accumulators; C, the bias and everything
+///         outside the GEMM stay f32.
+pub const Precision = enum(u8) { fp32 = 0, bf16 = 1 };
+
+/// Whether the bf16 GEMM can run: the build target must have AVX512_BF16 (the instruction is
+/// compiled only then) and so must the CPU (asked once, at the first call).
+pub fn bf16Available() bool {
+    if (!simd.has_avx512bf16) return false;
+    const Cached = struct {
+        var state = std.atomic.Value(u8).init(0); // 0 unknown, 1 no, 2 yes
+    };
+    var known = Cached.state.load(.acquire);
+    if (known == 0) {
+        known = if (simd.cpuFeatures().avx512bf16) 2 else 1;
+        Cached.state.store(known, .release);
+    }
+    return known == 2;
+}
+
+// Packing buffers, never freed (the library lives as long as the process). A packed panel is an
+// array of 32-bit slots: one f32, or one pair of bf16 values (two consecutive k). The first call
 // reserves the whole budget at once (mmap: pages cost memory only once touched), so later calls
 // do not allocate; only a K chunk too long for the budget at one panel per block makes them grow.
 // Only one GEMM runs at a time (the pool is not reentrant).
-var a_pack: []align(64) f32 = &.{};
-var b_pack: []align(64) f32 = &.{};
+var a_pack: []align(64) u32 = &.{};
+var b_pack: []align(64) u32 = &.{};
 
-fn ensureCapacity(buffer: *[]align(64) f32, count: usize, reserve: usize) void {
+fn ensureCapacity(buffer: *[]align(64) u32, count: usize, reserve: usize) void {
     if (buffer.len >= count) return;
     const allocator = std.heap.page_allocator;
     if (buffer.len > 0) allocator.free(buffer.*);
-    buffer.* = allocator.alignedAlloc(f32, .@"64", @max(count, reserve)) catch @panic("llm.ts matmul: out of memory for packing buffers");
+    buffer.* = allocator.alignedAlloc(u32, .@"64", @max(count, reserve)) catch @panic("llm.ts matmul: out of memory for packing buffers");
 }
 
 const Init = enum { load, bias, zero };
+const U = @Vector(lanes, u32);
 
-/// The register tile: c[0..mr][0..nr] (row stride ldc) = init + Σ_p a[p·mr + i]·b[p·nr + j].
-/// Accumulators live in registers for the whole k loop; nothing is reduced horizontally.
-inline fn microkernel(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ldc: usize, init: Init, bias: ?[*]const f32) void {
-    var acc: [mr][2]V = undefined;
-    switch (init) {
-        .load => inline for (0..mr) |i| {
-            // C is added after the k loop: the tile (often in L3 or memory: C is re-read once
-            // per K block) arrives during the loop instead of stalling its start.
-            @prefetch(c + i * ldc, .{ .rw = .write, .locality = 3 });
-            @prefetch(c + i * ldc + nr - 1, .{ .rw = .write, .locality = 3 });
-            acc[i] = .{ @splat(0), @splat(0) };
-        },
-        .bias => {
-            const b0: V = load(bias.?[0..nr], 0);
-            const b1: V = load(bias.?[0..nr], lanes);
-            inline for (0..mr) |i| acc[i] = .{ b0, b1 };
-        },
-        .zero => inline for (0..mr) |i| {
-            acc[i] = .{ @splat(0), @splat(0) };
-        },
-    }
-    var ap = a;
-    var bp = b;
-    var p: usize = 0;
-    while (p < kc) : (p += 1) {
-        // Packed panels are 64-byte aligned and nr floats wide: every B vector is aligned.
-        const b0: V = vec.loadAligned(bp);
-        const b1: V = vec.loadAligned(bp + lanes);
-        inline for (0..mr) |i| {
-            const ai: V = @splat(ap[i]);
-            acc[i][0] = @mulAdd(V, ai, b0, acc[i][0]);
-            acc[i][1] = @mulAdd(V, ai, b1, acc[i][1]);
+/// f32 → bf16, round to nearest even (NaN stays a quiet NaN, overflow rounds to ±inf).
+pub fn bf16Bits(x: f32) u16 {
+    const bits: u32 = @bitCast(x);
+    if (bits & 0x7fff_ffff > 0x7f80_0000) return @truncate((bits >> 16) | 0x0040);
+    return @truncate((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+/// One slot of a bf16 panel: k in the low half, k+1 in the high half (the instruction's pair order).
+inline fn bf16Pair(low: f32, high: f32) u32 {
+    return @as(u32, bf16Bits(low)) | @as(u32, bf16Bits(high)) << 16;
+}
+
+/// The same rounding on a vector of lanes values.
+inline fn bf16BitsV(x: V) U {
+    const bits: U = @bitCast(x);
+    const nan = (bits & @as(U, @splat(0x7fff_ffff))) > @as(U, @splat(0x7f80_0000));
+    const rounded = (bits +% @as(U, @splat(0x7fff)) +% ((bits >> @splat(16)) & @as(U, @splat(1)))) >> @splat(16);
+    return @select(u32, nan, (bits >> @splat(16)) | @as(U, @splat(0x0040)), rounded);
+}
+
+fn Kernels(comptime precision: Precision) type {
+    return struct {
+        /// K values per 32-bit slot of a packed panel.
+        const k_per_slot = if (precision == .bf16) 2 else 1;
+
+        fn slots(k: usize) usize {
+            return divCeil(k, k_per_slot);
         }
-        ap += mr;
-        bp += nr;
-    }
-    if (init == .load) inline for (0..mr) |i| {
-        acc[i][0] += load(c[i * ldc ..][0..nr], 0);
-        acc[i][1] += load(c[i * ldc ..][0..nr], lanes);
-    };
-    inline for (0..mr) |i| {
-        store(c[i * ldc ..][0..nr], 0, acc[i][0]);
-        store(c[i * ldc ..][0..nr], lanes, acc[i][1]);
-    }
-}
 
-/// A ragged tile (rows < mr or cols < nr) goes through a full-size scratch tile, so the
-/// microkernel performs exactly the same operations as for an interior tile.
-fn edgeTile(kc: usize, a: [*]const f32, b: [*]const f32, c: [*]f32, ldc: usize, rows: usize, cols: usize, init: Init, bias: ?[*]const f32) void {
-    assert(rows >= 1 and rows <= mr and cols >= 1 and cols <= nr);
-    var scratch: [mr * nr]f32 align(64) = @splat(0);
-    var bias_row: [nr]f32 align(64) = @splat(0);
-    if (init == .load) {
-        for (0..rows) |i| @memcpy(scratch[i * nr ..][0..cols], c[i * ldc ..][0..cols]);
-    }
-    if (init == .bias) @memcpy(bias_row[0..cols], bias.?[0..cols]);
-    microkernel(kc, a, b, &scratch, nr, init, &bias_row);
-    for (0..rows) |i| @memcpy(c[i * ldc ..][0..cols], scratch[i * nr ..][0..cols]);
-}
+        /// The register tile: c[0..mr][0..nr] (row stride ldc) = init + Σ over `steps` slots of
+        /// a[s·mr + i]·b[s·nr + j] (a bf16 slot contributes its two products). Accumulators live in
+        /// registers for the whole loop; nothing is reduced horizontally.
+        inline fn microkernel(steps: usize, a: [*]const u32, b: [*]const u32, c: [*]f32, ldc: usize, init: Init, bias: ?[*]const f32) void {
+            var acc: [mr][2]V = undefined;
+            switch (init) {
+                .load => inline for (0..mr) |i| {
+                    // C is added after the k loop: the tile (often in L3 or memory: C is re-read
+                    // once per K block) arrives during the loop instead of stalling its start.
+                    @prefetch(c + i * ldc, .{ .rw = .write, .locality = 3 });
+                    @prefetch(c + i * ldc + nr - 1, .{ .rw = .write, .locality = 3 });
+                    acc[i] = .{ @splat(0), @splat(0) };
+                },
+                .bias => {
+                    const b0: V = load(bias.?[0..nr], 0);
+                    const b1: V = load(bias.?[0..nr], lanes);
+                    inline for (0..mr) |i| acc[i] = .{ b0, b1 };
+                },
+                .zero => inline for (0..mr) |i| {
+                    acc[i] = .{ @splat(0), @splat(0) };
+                },
+            }
+            var ap = a;
+            var bp = b;
+            var s: usize = 0;
+            while (s < steps) : (s += 1) {
+                // Packed panels are 64-byte aligned and nr slots wide: every B vector is aligned.
+                const b0: U = @as(*const U, @ptrCast(@alignCast(bp))).*;
+                const b1: U = @as(*const U, @ptrCast(@alignCast(bp + lanes))).*;
+                inline for (0..mr) |i| {
+                    const ai: U = @splat(ap[i]);
+                    if (precision == .bf16) {
+                        acc[i][0] = simd.dotBf16(acc[i][0], @bitCast(ai), @bitCast(b0));
+                        acc[i][1] = simd.dotBf16(acc[i][1], @bitCast(ai), @bitCast(b1));
+                    } else {
+                        acc[i][0] = @mulAdd(V, @bitCast(ai), @bitCast(b0), acc[i][0]);
+                        acc[i][1] = @mulAdd(V, @bitCast(ai), @bitCast(b1), acc[i][1]);
+                    }
+                }
+                ap += mr;
+                bp += nr;
+            }
+            if (init == .load) inline for (0..mr) |i| {
+                acc[i][0] += load(c[i * ldc ..][0..nr], 0);
+                acc[i][1] += load(c[i * ldc ..][0..nr], lanes);
+            };
+            inline for (0..mr) |i| {
+                store(c[i * ldc ..][0..nr], 0, acc[i][0]);
+                store(c[i * ldc ..][0..nr], lanes, acc[i][1]);
+            }
+        }
 
-/// Packs rows [row0, row0+rows) × K range [p0, p0+kc) of `src` into dst[p·r + i], zero-padding
-/// rows up to r.
-fn packPanel(comptime r: usize, dst: [*]f32, src: Operand, row0: usize, rows: usize, p0: usize, kc: usize) void {
-    assert(rows >= 1 and rows <= r);
-    if (src.row_stride == 1) {
-        // Rows are contiguous for a fixed p: copy r-wide slabs.
-        for (0..kc) |p| {
-            const s = src.ptr + (p0 + p) * src.k_stride + row0;
-            const d = dst + p * r;
-            if (rows == r) {
-                d[0..r].* = s[0..r].*;
+        /// A ragged tile (rows < mr or cols < nr) goes through a full-size scratch tile, so the
+        /// microkernel performs exactly the same operations as for an interior tile.
+        fn edgeTile(steps: usize, a: [*]const u32, b: [*]const u32, c: [*]f32, ldc: usize, rows: usize, cols: usize, init: Init, bias: ?[*]const f32) void {
+            assert(rows >= 1 and rows <= mr and cols >= 1 and cols <= nr);
+            var scratch: [mr * nr]f32 align(64) = @splat(0);
+            var bias_row: [nr]f32 align(64) = @splat(0);
+            if (init == .load) {
+                for (0..rows) |i| @memcpy(scratch[i * nr ..][0..cols], c[i * ldc ..][0..cols]);
+            }
+            if (init == .bias) @memcpy(bias_row[0..cols], bias.?[0..cols]);
+            microkernel(steps, a, b, &scratch, nr, init, &bias_row);
+            for (0..rows) |i| @memcpy(c[i * ldc ..][0..cols], scratch[i * nr ..][0..cols]);
+        }
+
+        /// The slot for row `row`, K values [p, p+k_per_slot) of `src` (zero past k_end).
+        inline fn slotAt(src: Operand, row: usize, p: usize, k_end: usize) u32 {
+            const at = src.ptr + row * src.row_stride + p * src.k_stride;
+            if (precision == .fp32) return @bitCast(at[0]);
+            return bf16Pair(at[0], if (p + 1 < k_end) at[src.k_stride] else 0);
+        }
+
+        /// Packs rows [row0, row0+rows) × K range [p0, p0+kc) of `src` into dst[s·r + i] (slot s
+        /// holds K values p0 + k_per_slot·s …), zero-padding rows up to r and the last pair.
+        fn packPanel(comptime r: usize, dst: [*]u32, src: Operand, row0: usize, rows: usize, p0: usize, kc: usize) void {
+            assert(rows >= 1 and rows <= r);
+            const n_slots = slots(kc);
+            const k_end = p0 + kc;
+            if (src.row_stride == 1 and rows == r and r % lanes == 0) {
+                // Rows are contiguous for a fixed p: whole vectors of rows, converted in registers.
+                for (0..n_slots) |s| {
+                    const p = p0 + k_per_slot * s;
+                    const low = src.ptr + p * src.k_stride + row0;
+                    inline for (0..r / lanes) |v| {
+                        const x: V = load(low[v * lanes ..][0..lanes], 0);
+                        const slot: U = if (precision == .fp32) @bitCast(x) else blk: {
+                            const y: V = if (p + 1 < k_end) load((low + src.k_stride)[v * lanes ..][0..lanes], 0) else @splat(0);
+                            break :blk bf16BitsV(x) | (bf16BitsV(y) << @splat(16));
+                        };
+                        @as(*U, @ptrCast(@alignCast(dst + s * r + v * lanes))).* = slot;
+                    }
+                }
+                return;
+            }
+            if (src.k_stride == 1 and precision == .fp32) {
+                // Each row is a run along p: transpose 8×8 blocks in registers, then finish the
+                // ragged rows and columns element by element.
+                const rows8 = rows / 8 * 8;
+                const kc8 = kc / 8 * 8;
+                const d: [*]f32 = @ptrCast(dst);
+                var i: usize = 0;
+                while (i < rows8) : (i += 8) {
+                    const s = src.ptr + (row0 + i) * src.row_stride + p0;
+                    var p: usize = 0;
+                    while (p < kc8) : (p += 8) transpose8x8(d + p * r + i, r, s + p, src.row_stride);
+                    for (kc8..kc) |q| {
+                        for (0..8) |ii| d[q * r + i + ii] = s[ii * src.row_stride + q];
+                    }
+                }
+                for (rows8..rows) |ii| {
+                    const s = src.ptr + (row0 + ii) * src.row_stride + p0;
+                    for (0..kc) |p| d[p * r + ii] = s[p];
+                }
             } else {
-                @memcpy(d[0..rows], s[0..rows]);
-                @memset(d[rows..r], 0);
+                // Any strides, slot by slot (bf16 pairs are rounded here).
+                for (0..rows) |i| {
+                    for (0..n_slots) |s| dst[s * r + i] = slotAt(src, row0 + i, p0 + k_per_slot * s, k_end);
+                }
+            }
+            if (rows < r) for (0..n_slots) |s| @memset(dst[s * r + rows .. s * r + r], 0);
+        }
+
+        const Step = struct {
+            problem: *const Problem,
+            blocking: *const Blocking,
+            // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pk, pk+kk). A
+            // packed panel holds the whole K range; its K block pc starts at slot slots(pc)·width.
+            ic: usize,
+            pk: usize,
+            kk: usize,
+            mb: usize,
+            jc: usize,
+            nb: usize,
+            a_panels: usize,
+            b_panels: usize,
+            // Compute task grid: m_blocks × n_blocks sub-blocks of whole panels.
+            m_blocks: usize,
+            n_blocks: usize,
+
+            fn packTask(self: *const Step, task: usize) void {
+                const g = self.problem;
+                const panel_slots = slots(self.kk);
+                const a_tasks = divCeil(self.a_panels, panels_per_pack_task);
+                if (task < a_tasks) {
+                    const first = task * panels_per_pack_task;
+                    const last = @min(self.a_panels, first + panels_per_pack_task);
+                    for (first..last) |panel| {
+                        const row0 = panel * mr;
+                        packPanel(mr, a_pack.ptr + panel * mr * panel_slots, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pk, self.kk);
+                    }
+                } else {
+                    const first = (task - a_tasks) * panels_per_pack_task;
+                    const last = @min(self.b_panels, first + panels_per_pack_task);
+                    for (first..last) |panel| {
+                        const col0 = panel * nr;
+                        packPanel(nr, b_pack.ptr + panel * nr * panel_slots, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pk, self.kk);
+                    }
+                }
+            }
+
+            /// One C sub-block, all of K: K blocks outermost so the sub-block stays in L2 between
+            /// them; per K block, each B micro-panel stays in L1 while the A panels stream past it.
+            fn computeTask(self: *const Step, task: usize) void {
+                const g = self.problem;
+                const kc_max = self.blocking.kc;
+                const panel_slots = slots(self.kk);
+                const mi = task % self.m_blocks;
+                const ni = task / self.m_blocks;
+                const a_first, const a_last = split(self.a_panels, self.m_blocks, mi);
+                const b_first, const b_last = split(self.b_panels, self.n_blocks, ni);
+                var pc: usize = 0;
+                while (pc < self.kk) : (pc += kc_max) {
+                    const steps = slots(@min(kc_max, self.kk - pc));
+                    const first_slot = slots(pc); // pc is a multiple of kc, which k_per_slot divides
+                    const init: Init = if (self.pk + pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
+                    for (b_first..b_last) |jp| {
+                        const col = jp * nr;
+                        const cols = @min(nr, self.nb - col);
+                        const b = b_pack.ptr + jp * nr * panel_slots + first_slot * nr;
+                        const bias = if (g.bias) |bias| bias + self.jc + col else null;
+                        for (a_first..a_last) |ip| {
+                            const row = ip * mr;
+                            const rows = @min(mr, self.mb - row);
+                            const a = a_pack.ptr + ip * mr * panel_slots + first_slot * mr;
+                            const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
+                            if (rows == mr and cols == nr) {
+                                microkernel(steps, a, b, c, g.ldc, init, bias);
+                            } else {
+                                edgeTile(steps, a, b, c, g.ldc, rows, cols, init, bias);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
+            assert(blocking.kc % k_per_slot == 0);
+            // Rows of A and columns of B packed at once (a K chunk each), within the buffer budgets.
+            const kk_max = @min(blocking.k_chunk, g.k);
+            const slots_max = slots(kk_max);
+            const mb_max = @max(mr, blocking.a_pack_floats / slots_max / mr * mr);
+            const nb_max = @max(nr, blocking.b_pack_floats / slots_max / nr * nr);
+            ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * slots_max, blocking.a_pack_floats);
+            ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * slots_max, blocking.b_pack_floats);
+            const threads = pool.threads();
+
+            var jc: usize = 0;
+            while (jc < g.n) : (jc += nb_max) {
+                const nb = @min(nb_max, g.n - jc);
+                var ic: usize = 0;
+                while (ic < g.m) : (ic += mb_max) {
+                    const mb = @min(mb_max, g.m - ic);
+                    const a_panels = divCeil(mb, mr);
+                    const b_panels = divCeil(nb, nr);
+                    // C sub-blocks small enough for L2; then enough tasks that the atomic counter
+                    // can balance the threads, as long as a sub-block keeps ≥ 4 B panels.
+                    const m_blocks = divCeil(a_panels, blocking.mc_panels);
+                    const for_balance = @min(divCeil(4 * threads, m_blocks), @max(1, b_panels / 4));
+                    const n_blocks = @max(divCeil(b_panels, blocking.nc_panels), for_balance);
+                    // K chunks in order: the reduction order never depends on scheduling.
+                    var pk: usize = 0;
+                    while (pk < g.k) : (pk += kk_max) {
+                        const step = Step{
+                            .problem = g,
+                            .blocking = blocking,
+                            .pk = pk,
+                            .kk = @min(kk_max, g.k - pk),
+                            .ic = ic,
+                            .mb = mb,
+                            .jc = jc,
+                            .nb = nb,
+                            .a_panels = a_panels,
+                            .b_panels = b_panels,
+                            .m_blocks = m_blocks,
+                            .n_blocks = n_blocks,
+                        };
+                        const pack_tasks = divCeil(a_panels, panels_per_pack_task) + divCeil(b_panels, panels_per_pack_task);
+                        pool.parallelFor(Step, &step, pack_tasks, Step.packTask);
+                        pool.parallelFor(Step, &step, m_blocks * n_blocks, Step.computeTask);
+                    }
+                }
             }
         }
-    } else if (src.k_stride == 1) {
-        // Each row is a run along p: transpose 8×8 blocks in registers, then finish the ragged
-        // rows and columns element by element.
-        const rows8 = rows / 8 * 8;
-        const kc8 = kc / 8 * 8;
-        var i: usize = 0;
-        while (i < rows8) : (i += 8) {
-            const s = src.ptr + (row0 + i) * src.row_stride + p0;
-            var p: usize = 0;
-            while (p < kc8) : (p += 8) transpose8x8(dst + p * r + i, r, s + p, src.row_stride);
-            for (kc8..kc) |q| {
-                for (0..8) |ii| dst[q * r + i + ii] = s[ii * src.row_stride + q];
-            }
-        }
-        for (rows8..rows) |ii| {
-            const s = src.ptr + (row0 + ii) * src.row_stride + p0;
-            for (0..kc) |p| dst[p * r + ii] = s[p];
-        }
-        if (rows < r) for (0..kc) |p| @memset(dst[p * r + rows .. p * r + r], 0);
-    } else {
-        // General strides (not used by the linear layers): element by element.
-        for (0..rows) |i| {
-            const s = src.ptr + (row0 + i) * src.row_stride + p0 * src.k_stride;
-            for (0..kc) |p| dst[p * r + i] = s[p * src.k_stride];
-        }
-        if (rows < r) for (0..kc) |p| @memset(dst[p * r + rows .. p * r + r], 0);
-    }
+    };
 }
 
 const V8 = @Vector(8, f32);
@@ -233,77 +430,6 @@ test "transpose8x8 transposes" {
 
 const panels_per_pack_task = 4;
 
-const Step = struct {
-    problem: *const Problem,
-    blocking: *const Blocking,
-    // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pk, pk+kk). A packed
-    // panel holds the whole K range; its K block pc starts at panel_base + pc·(panel width).
-    ic: usize,
-    pk: usize,
-    kk: usize,
-    mb: usize,
-    jc: usize,
-    nb: usize,
-    a_panels: usize,
-    b_panels: usize,
-    // Compute task grid: m_blocks × n_blocks sub-blocks of whole panels.
-    m_blocks: usize,
-    n_blocks: usize,
-
-    fn packTask(self: *const Step, task: usize) void {
-        const g = self.problem;
-        const a_tasks = divCeil(self.a_panels, panels_per_pack_task);
-        if (task < a_tasks) {
-            const first = task * panels_per_pack_task;
-            const last = @min(self.a_panels, first + panels_per_pack_task);
-            for (first..last) |panel| {
-                const row0 = panel * mr;
-                packPanel(mr, a_pack.ptr + panel * mr * self.kk, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pk, self.kk);
-            }
-        } else {
-            const first = (task - a_tasks) * panels_per_pack_task;
-            const last = @min(self.b_panels, first + panels_per_pack_task);
-            for (first..last) |panel| {
-                const col0 = panel * nr;
-                packPanel(nr, b_pack.ptr + panel * nr * self.kk, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pk, self.kk);
-            }
-        }
-    }
-
-    /// One C sub-block, all of K: K blocks outermost so the sub-block stays in L2 between them;
-    /// per K block, each B micro-panel (kc×nr) stays in L1 while the A panels stream past it.
-    fn computeTask(self: *const Step, task: usize) void {
-        const g = self.problem;
-        const kc_max = self.blocking.kc;
-        const mi = task % self.m_blocks;
-        const ni = task / self.m_blocks;
-        const a_first, const a_last = split(self.a_panels, self.m_blocks, mi);
-        const b_first, const b_last = split(self.b_panels, self.n_blocks, ni);
-        var pc: usize = 0;
-        while (pc < self.kk) : (pc += kc_max) {
-            const kc = @min(kc_max, self.kk - pc);
-            const init: Init = if (self.pk + pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
-            for (b_first..b_last) |jp| {
-                const col = jp * nr;
-                const cols = @min(nr, self.nb - col);
-                const b = b_pack.ptr + jp * nr * self.kk + pc * nr;
-                const bias = if (g.bias) |bias| bias + self.jc + col else null;
-                for (a_first..a_last) |ip| {
-                    const row = ip * mr;
-                    const rows = @min(mr, self.mb - row);
-                    const a = a_pack.ptr + ip * mr * self.kk + pc * mr;
-                    const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
-                    if (rows == mr and cols == nr) {
-                        microkernel(kc, a, b, c, g.ldc, init, bias);
-                    } else {
-                        edgeTile(kc, a, b, c, g.ldc, rows, cols, init, bias);
-                    }
-                }
-            }
-        }
-    }
-};
-
 /// Part `index` of `count` near-equal parts of [0, total).
 fn split(total: usize, count: usize, index: usize) struct { usize, usize } {
     assert(index < count and count <= total);
@@ -319,49 +445,13 @@ pub fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
     assert(g.ldc >= g.n);
     assert(blocking.kc > 0 and blocking.mc_panels > 0 and blocking.nc_panels > 0);
     assert(blocking.k_chunk % blocking.kc == 0);
-    // Rows of A and columns of B packed at once (a K chunk each), within the buffer budgets.
-    const kk_max = @min(blocking.k_chunk, g.k);
-    const mb_max = @max(mr, blocking.a_pack_floats / kk_max / mr * mr);
-    const nb_max = @max(nr, blocking.b_pack_floats / kk_max / nr * nr);
-    ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * kk_max, blocking.a_pack_floats);
-    ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * kk_max, blocking.b_pack_floats);
-    const threads = pool.threads();
-
-    var jc: usize = 0;
-    while (jc < g.n) : (jc += nb_max) {
-        const nb = @min(nb_max, g.n - jc);
-        var ic: usize = 0;
-        while (ic < g.m) : (ic += mb_max) {
-            const mb = @min(mb_max, g.m - ic);
-            const a_panels = divCeil(mb, mr);
-            const b_panels = divCeil(nb, nr);
-            // C sub-blocks small enough for L2; then enough tasks that the atomic counter can
-            // balance the threads, as long as a sub-block keeps ≥ 4 B panels.
-            const m_blocks = divCeil(a_panels, blocking.mc_panels);
-            const for_balance = @min(divCeil(4 * threads, m_blocks), @max(1, b_panels / 4));
-            const n_blocks = @max(divCeil(b_panels, blocking.nc_panels), for_balance);
-            // K chunks in order: the reduction order never depends on scheduling.
-            var pk: usize = 0;
-            while (pk < g.k) : (pk += kk_max) {
-                const step = Step{
-                    .problem = g,
-                    .blocking = blocking,
-                    .pk = pk,
-                    .kk = @min(kk_max, g.k - pk),
-                    .ic = ic,
-                    .mb = mb,
-                    .jc = jc,
-                    .nb = nb,
-                    .a_panels = a_panels,
-                    .b_panels = b_panels,
-                    .m_blocks = m_blocks,
-                    .n_blocks = n_blocks,
-                };
-                const pack_tasks = divCeil(a_panels, panels_per_pack_task) + divCeil(b_panels, panels_per_pack_task);
-                pool.parallelFor(Step, &step, pack_tasks, Step.packTask);
-                pool.parallelFor(Step, &step, m_blocks * n_blocks, Step.computeTask);
-            }
-        }
+    switch (g.precision) {
+        .fp32 => Kernels(.fp32).runBlocked(g, blocking),
+        // Callers check bf16Available() first (the C ABI refuses bf16 otherwise).
+        .bf16 => if (comptime simd.has_avx512bf16) {
+            assert(bf16Available());
+            Kernels(.bf16).runBlocked(g, blocking);
+        } else unreachable,
     }
 }
 
@@ -371,6 +461,7 @@ fn divCeil(a: usize, b: usize) usize {
 fn roundUp(a: usize, b: usize) usize {
     return divCeil(a, b) * b;
 }
+
 
 // ---- tests ----
 
@@ -461,4 +552,109 @@ test "gemm is bit-identical across thread counts" {
     pool.deinit();
     try std.testing.expectEqualSlices(f32, &results[0], &results[1]);
     try std.testing.expectEqualSlices(f32, &results[0], &results[2]);
+}
+
+// ---- bf16 tests: the kernel against a scalar emulation of vdpbf16ps, bit for bit ----
+
+fn bf16At(o: Operand, row: usize, p: usize, k: usize) u16 {
+    return if (p < k) bf16Bits(o.ptr[row * o.row_stride + p * o.k_stride]) else 0;
+}
+
+/// The bf16 GEMM as the kernel defines it, in scalar f32: per output, per K chunk and K block, an
+/// accumulator starting at the bias (first block of a fresh C) or 0, one emulated vdpbf16ps lane per
+/// pair of K values (k, k+1) from the chunk's start (the last pair of an odd chunk padded with 0),
+/// then added to C after the block.
+fn referenceBf16(g: *const Problem, blocking: *const Blocking, order: simd.DotOrder, out: []f32) void {
+    const kk_max = @min(blocking.k_chunk, g.k);
+    for (0..g.m) |i| for (0..g.n) |j| {
+        var c: f32 = if (g.accumulate) g.c[i * g.ldc + j] else 0;
+        var pk: usize = 0;
+        while (pk < g.k) : (pk += kk_max) {
+            const chunk_end = @min(g.k, pk + kk_max);
+            var pc = pk;
+            while (pc < chunk_end) : (pc += blocking.kc) {
+                const fresh = pc == 0 and !g.accumulate;
+                var acc: f32 = if (fresh) (if (g.bias) |b| b[j] else 0) else 0;
+                var p = pc;
+                while (p < @min(chunk_end, pc + blocking.kc)) : (p += 2) {
+                    acc = simd.dotBf16Lane(acc, bf16At(g.a, i, p, chunk_end), bf16At(g.a, i, p + 1, chunk_end), bf16At(g.b, j, p, chunk_end), bf16At(g.b, j, p + 1, chunk_end), order);
+                }
+                c = if (fresh) acc else acc + c;
+            }
+        }
+        out[i * g.n + j] = c;
+    };
+}
+
+fn checkShapeBf16(m: usize, n: usize, k: usize, a_transposed: bool, b_transposed: bool, accumulate: bool, with_bias: bool, blocking: *const Blocking, order: simd.DotOrder) !void {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(m * 7_000_003 + n * 1013 + k);
+    const random = prng.random();
+    const a = try gpa.alloc(f32, m * k);
+    defer gpa.free(a);
+    const b = try gpa.alloc(f32, n * k);
+    defer gpa.free(b);
+    const bias = try gpa.alloc(f32, n);
+    defer gpa.free(bias);
+    const c = try gpa.alloc(f32, m * n);
+    defer gpa.free(c);
+    const want = try gpa.alloc(f32, m * n);
+    defer gpa.free(want);
+    // Full f32 values (not bf16-representable), so the rounding at packing is exercised.
+    for (a) |*x| x.* = random.floatNorm(f32);
+    for (b) |*x| x.* = random.floatNorm(f32);
+    for (bias) |*x| x.* = random.floatNorm(f32);
+    for (c) |*x| x.* = if (accumulate) random.floatNorm(f32) else std.math.nan(f32);
+    const problem = Problem{
+        .m = m,
+        .n = n,
+        .k = k,
+        .a = if (a_transposed) .{ .ptr = a.ptr, .row_stride = 1, .k_stride = m } else .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 },
+        .b = if (b_transposed) .{ .ptr = b.ptr, .row_stride = 1, .k_stride = n } else .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 },
+        .c = c.ptr,
+        .ldc = n,
+        .accumulate = accumulate,
+        .bias = if (with_bias) bias.ptr else null,
+        .precision = .bf16,
+    };
+    referenceBf16(&problem, blocking, order, want);
+    runBlocked(&problem, blocking);
+    for (c, want) |got, expected| try std.testing.expectEqual(@as(u32, @bitCast(expected)), @as(u32, @bitCast(got)));
+}
+
+test "bf16 gemm equals its scalar emulation bit for bit: every edge and layout (skipped: build target or CPU lacks AVX512_BF16)" {
+    if (comptime !simd.has_avx512bf16) return error.SkipZigTest;
+    if (!bf16Available()) return error.SkipZigTest;
+    const order = simd.probeDotBf16Order() orelse return error.TestUnexpectedResult;
+    try pool.init(2);
+    defer pool.deinit();
+    const tiny = Blocking{ .kc = 6, .k_chunk = 12, .mc_panels = 2, .nc_panels = 2, .a_pack_floats = mr * 3 * 17, .b_pack_floats = nr * 2 * 17 };
+    const shapes = [_][3]usize{
+        .{ 1, 1, 1 },            .{ 1, 1, 7 },                    .{ mr, nr, 1 },         .{ mr - 1, nr - 1, 3 },
+        .{ mr + 1, nr + 1, 11 }, .{ 2 * mr + 5, 3 * nr + 7, 13 }, .{ 1, 5 * nr + 3, 17 }, .{ 7 * mr + 1, 1, 9 },
+        .{ 2 * mr, 2 * nr, 26 },
+    };
+    for (shapes) |s| {
+        for ([_]bool{ false, true }) |at| for ([_]bool{ false, true }) |bt| {
+            try checkShapeBf16(s[0], s[1], s[2], at, bt, false, true, &tiny, order);
+            try checkShapeBf16(s[0], s[1], s[2], at, bt, true, false, &tiny, order);
+            try checkShapeBf16(s[0], s[1], s[2], at, bt, false, false, &default_blocking, order);
+            try checkShapeBf16(s[0], s[1], s[2], at, bt, true, false, &default_blocking, order);
+        };
+    }
+    try checkShapeBf16(37, 3 * nr + 5, default_blocking.kc + 3, false, true, false, true, &default_blocking, order);
+    try checkShapeBf16(2 * mr + 1, 70, 2 * default_blocking.kc + 1, true, false, true, false, &default_blocking, order);
+}
+
+test "bf16Bits rounds to nearest even, keeps NaN quiet and overflows to infinity" {
+    try std.testing.expectEqual(@as(u16, 0x3f80), bf16Bits(1.0));
+    // 1 + 2^-8 is halfway between bf16 1.0 and 1.0078125: ties go to the even significand (1.0).
+    try std.testing.expectEqual(@as(u16, 0x3f80), bf16Bits(1.0 + 1.0 / 256.0));
+    try std.testing.expectEqual(@as(u16, 0x3f82), bf16Bits(1.0 + 3.0 / 256.0)); // tie, up to even
+    try std.testing.expectEqual(@as(u16, 0x3f81), bf16Bits(1.0 + 1.0 / 256.0 + 1.0 / 65536.0));
+    try std.testing.expectEqual(@as(u16, 0x7f80), bf16Bits(std.math.floatMax(f32)));
+    try std.testing.expectEqual(@as(u16, 0xff80), bf16Bits(-std.math.inf(f32)));
+    try std.testing.expect(bf16Bits(std.math.nan(f32)) & 0x7fc0 == 0x7fc0);
+    const v = bf16BitsV(@splat(-2.5));
+    try std.testing.expectEqual(@as(u32, bf16Bits(-2.5)), v[0]);
 }

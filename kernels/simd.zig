@@ -189,6 +189,56 @@ pub fn bf16ToF32(x: u16) f32 {
     return @bitCast(@as(u32, x) << 16);
 }
 
+/// The orders in which an implementation of vdpbf16ps may add one lane's two products to the
+/// accumulator (the products of two bf16 values are exact in f32; only the additions round).
+/// Intel's SDM specifies odd_first; other vendors are found by probing (probeDotBf16Order).
+pub const DotOrder = enum { odd_first, even_first, products_first };
+
+/// Denormals-are-zero / flush-to-zero, as the instruction does on its inputs and its result.
+fn flushDenormal(x: f32) f32 {
+    return if (x != 0 and @abs(x) < std.math.floatMin(f32)) std.math.copysign(@as(f32, 0), x) else x;
+}
+
+/// One lane of vdpbf16ps in scalar f32: acc + a_lo·b_lo + a_hi·b_hi in `order`, each addition
+/// rounded to nearest even, denormal inputs and results flushed to zero. The test reference of the
+/// bf16 GEMM (kernels/gemm.zig), bit for bit.
+pub fn dotBf16Lane(acc: f32, a_lo: u16, a_hi: u16, b_lo: u16, b_hi: u16, order: DotOrder) f32 {
+    const even = flushDenormal(bf16ToF32(a_lo)) * flushDenormal(bf16ToF32(b_lo));
+    const odd = flushDenormal(bf16ToF32(a_hi)) * flushDenormal(bf16ToF32(b_hi));
+    const start = flushDenormal(acc);
+    return switch (order) {
+        .odd_first => flushDenormal(flushDenormal(start + odd) + even),
+        .even_first => flushDenormal(flushDenormal(start + even) + odd),
+        .products_first => flushDenormal(start + flushDenormal(even + odd)),
+    };
+}
+
+/// Which DotOrder this CPU's vdpbf16ps follows (null: none of them), from 4000 random lanes whose
+/// roundings tell the orders apart. Needs the instruction (build target and CPU).
+pub fn probeDotBf16Order() ?DotOrder {
+    if (!has_avx512bf16) @compileError("probeDotBf16Order needs a build target with AVX512_BF16");
+    var prng = std.Random.DefaultPrng.init(0xbf16);
+    const random = prng.random();
+    var possible = [_]bool{ true, true, true };
+    for (0..250) |_| {
+        var acc: [16]f32 = undefined;
+        var a: [32]u16 = undefined;
+        var b: [32]u16 = undefined;
+        for (&acc) |*x| x.* = random.floatNorm(f32);
+        for (&a) |*x| x.* = @truncate(@as(u32, @bitCast(random.floatNorm(f32))) >> 16);
+        for (&b) |*x| x.* = @truncate(@as(u32, @bitCast(random.floatNorm(f32))) >> 16);
+        const got: [16]f32 = dotBf16(acc, a, b);
+        for (0..16) |i| {
+            for (std.enums.values(DotOrder), 0..) |order, o| {
+                const want = dotBf16Lane(acc[i], a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1], order);
+                if (@as(u32, @bitCast(want)) != @as(u32, @bitCast(got[i]))) possible[o] = false;
+            }
+        }
+    }
+    for (std.enums.values(DotOrder), 0..) |order, o| if (possible[o]) return order;
+    return null;
+}
+
 // ---- tests ----
 
 const testing = std.testing;
@@ -245,6 +295,24 @@ fn isIntel() bool {
     const leaf0 = cpuid(0, 0);
     const vendor: [3]u32 = .{ leaf0.ebx, leaf0.edx, leaf0.ecx };
     return std.mem.eql(u8, std.mem.asBytes(&vendor), "GenuineIntel");
+}
+
+test "vdpbf16ps follows one of the known addition orders (skipped: build target or CPU lacks AVX512_BF16)" {
+    if (!has_avx512bf16) return error.SkipZigTest;
+    if (!cpuFeatures().avx512bf16) return error.SkipZigTest;
+    const order = probeDotBf16Order() orelse return error.TestUnexpectedResult;
+    // Intel's SDM defines the order; a CPU of another vendor only has to follow one of them.
+    if (isIntel()) try testing.expectEqual(DotOrder.odd_first, order);
+    // The probe can tell the orders apart: on random lanes they disagree somewhere.
+    var differ = false;
+    for (0..1000) |i| {
+        const acc: f32 = @floatFromInt(i);
+        const x: u16 = @truncate((0x3f80 + i * 7) & 0x7fff);
+        const y: u16 = @truncate((0x3b00 + i * 13) & 0x7fff);
+        const odd = dotBf16Lane(acc, x, y, y, x, .odd_first);
+        differ = differ or odd != dotBf16Lane(acc, x, y, y, x, .products_first) or dotBf16Lane(acc, x, x, y, y, .odd_first) != dotBf16Lane(acc, x, x, y, y, .even_first);
+    }
+    try testing.expect(differ);
 }
 
 test "vdpbf16ps matches its definition (skipped: build target or CPU lacks AVX512_BF16)" {
