@@ -29,6 +29,21 @@ const store = vec.store;
 /// re-measure there before adding a one-row path back.)
 pub const small_rows_max = 32;
 
+/// The precision of the packed GEMM for every layout (setPrecision; fp32 by default). The few-row
+/// forward stays fp32: it streams the weights once, bound by memory, not by multiplies.
+var precision: gemm.Precision = .fp32;
+
+/// Sets the GEMM precision; false (and no change) when bf16 cannot run on this build or CPU.
+pub fn setPrecision(wanted: gemm.Precision) bool {
+    if (wanted == .bf16 and !gemm.bf16Available()) return false;
+    precision = wanted;
+    return true;
+}
+
+pub fn currentPrecision() gemm.Precision {
+    return precision;
+}
+
 pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
     assert(bt > 0 and c > 0 and oc > 0);
     assert(out.len == bt * oc and inp.len == bt * c and weight.len == oc * c);
@@ -44,6 +59,7 @@ pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const
         .ldc = oc,
         .accumulate = false,
         .bias = if (bias) |b| b.ptr else null,
+        .precision = precision,
     };
     gemm.run(&problem);
 }
@@ -60,6 +76,7 @@ pub fn backwardInput(dinp: []f32, dout: []const f32, weight: []const f32, bt: us
         .c = dinp.ptr,
         .ldc = c,
         .accumulate = true,
+        .precision = precision,
     };
     gemm.run(&problem);
 }
@@ -77,6 +94,7 @@ pub fn backwardWeight(dweight: []f32, dbias: ?[]f32, dout: []const f32, inp: []c
         .c = dweight.ptr,
         .ldc = c,
         .accumulate = true,
+        .precision = precision,
     };
     gemm.run(&problem);
     if (dbias) |db| biasGrad(db, dout, bt, oc);

@@ -16,6 +16,7 @@ const check = @import("check.zig");
 const simd = @import("simd.zig");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
+const gemm = @import("gemm.zig");
 const attention = @import("attention.zig");
 const encoder = @import("encoder.zig");
 const layernorm = @import("layernorm.zig");
@@ -50,8 +51,8 @@ export fn llmts_limits_json() callconv(.c) [*:0]const u8 {
     return limits_json;
 }
 const limits_json = std.fmt.comptimePrint(
-    \\{{"max_dim":{d},"max_elements":{d},"max_threads":{d},"decode_max_head_size":{d},"decode_max_heads":{d},"decode_max_channels":{d},"decode_key_block":{d},"decode_scratch_floats":{d}}}
-, .{ std.math.maxInt(i32), check.max_elements, pool.max_threads, decode.max_head_size, decode.max_heads, decode.max_channels, decode.key_block, decode.scratch_floats });
+    \\{{"max_dim":{d},"max_elements":{d},"max_threads":{d},"decode_max_head_size":{d},"decode_max_heads":{d},"decode_max_channels":{d},"decode_key_block":{d},"decode_scratch_floats":{d},"matmul_small_rows_max":{d}}}
+, .{ std.math.maxInt(i32), check.max_elements, pool.max_threads, decode.max_head_size, decode.max_heads, decode.max_channels, decode.key_block, decode.scratch_floats, matmul.small_rows_max });
 
 // ---- pool ----
 
@@ -253,6 +254,23 @@ export fn llmts_bf16_peak_gflops(threads: i32, ms: i32) callconv(.c) f64 {
     const count, const duration = .{ threadCount(call, threads), call.dim("ms", ms) };
     if (!peak.bf16Available()) return -1;
     return onThreads(count, bf16OrUnavailable, .{duration});
+}
+
+// ---- matmul precision ----
+
+/// Sets the precision of every packed GEMM (0 = fp32, 1 = bf16); returns 0, or -1 (nothing
+/// changed) when bf16 cannot run here: the build target or the CPU lacks AVX512_BF16.
+export fn llmts_set_matmul_precision(value: i32) callconv(.c) i32 {
+    const call = Call.of(@src());
+    call.require(value == 0 or value == 1, "value = {d}, must be 0 (fp32) or 1 (bf16)", .{value});
+    return if (matmul.setPrecision(@enumFromInt(value))) 0 else -1;
+}
+export fn llmts_matmul_precision() callconv(.c) i32 {
+    return @intFromEnum(matmul.currentPrecision());
+}
+/// 1 when the bf16 GEMM can run (the build target and the CPU have AVX512_BF16), else 0.
+export fn llmts_bf16_matmul_available() callconv(.c) i32 {
+    return @intFromBool(gemm.bf16Available());
 }
 
 // ---- decode ----

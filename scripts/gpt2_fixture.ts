@@ -20,6 +20,6 @@ if (import.meta.main) {
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, "gpt2_small.bin");
   writeLlmcCheckpoint(checkpoint, randomWeights(FIXTURE_CONFIG, 20261128, FIXTURE_WEIGHTS));
-  const proc = Bun.spawnSync(["/usr/bin/python3", join(root, "scripts", "torch_reference.py"), checkpoint, join(dir, "gpt2_ref"), "--B", "2", "--T", "13", "--seed", "7", "--steps", "10"], { stdout: "inherit", stderr: "inherit" });
+  const proc = Bun.spawnSync(["/usr/bin/python3", join(root, "scripts", "torch_reference.py"), checkpoint, join(dir, "gpt2_ref"), "--B", "4", "--T", "16", "--seed", "7", "--steps", "10"], { stdout: "inherit", stderr: "inherit" });
   if (proc.exitCode !== 0) throw new Error(`torch_reference.py failed (exit ${proc.exitCode})`);
 }

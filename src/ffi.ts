@@ -59,6 +59,10 @@ const symbols = {
   // ---- peak ----
   llmts_fma_peak_gflops: { args: [i32, i32, i32], returns: f64 },
   llmts_bf16_peak_gflops: { args: [i32, i32], returns: f64 },
+  // ---- matmul precision ----
+  llmts_set_matmul_precision: { args: [i32], returns: i32 },
+  llmts_matmul_precision: { args: [], returns: i32 },
+  llmts_bf16_matmul_available: { args: [], returns: i32 },
   // ---- decode ----
   llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
@@ -92,6 +96,8 @@ export interface KernelLimits {
   maxThreads: number;
   /** decodeAttention's stack buffers and partial-results scratch (kernels/decode.zig) */
   decode: { maxHeadSize: number; maxHeads: number; maxChannels: number; keyBlock: number; scratchFloats: number };
+  /** forward matmuls with at most this many rows stream the weights (one reduction order per element) */
+  matmulSmallRowsMax: number;
 }
 
 /** The features the kernels care about (bits of llmts_cpu_features / llmts_target_features). */
@@ -118,6 +124,7 @@ function parseLimits(text: string): KernelLimits {
   return Object.freeze({
     maxDim: get("max_dim"), maxElements: get("max_elements"), maxThreads: get("max_threads"),
     decode: Object.freeze({ maxHeadSize: get("decode_max_head_size"), maxHeads: get("decode_max_heads"), maxChannels: get("decode_max_channels"), keyBlock: get("decode_key_block"), scratchFloats: get("decode_scratch_floats") }),
+    matmulSmallRowsMax: get("matmul_small_rows_max"),
   });
 }
 
@@ -478,6 +485,39 @@ export function bf16PeakGflops(threads: number, ms: number): number | null {
   checkPeakArguments("bf16PeakGflops", threads, ms);
   const gflops = lib().llmts_bf16_peak_gflops(threads, ms);
   return gflops < 0 ? null : gflops;
+}
+
+// ---- matmul precision ----
+export const MATMUL_PRECISIONS = ["fp32", "bf16"] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
+
+/**
+ * Why bf16 matmuls cannot run here, or null when they can: they need AVX512_BF16 in the CPU and in
+ * the build (`bun run build` targets this CPU; `build:portable` targets AVX2 machines).
+ */
+export function bf16Unavailable(): string | null {
+  if (lib().llmts_bf16_matmul_available() === 1) return null;
+  if (!cpuFeatures().avx512bf16) return "this CPU lacks AVX512_BF16 (vdpbf16ps)";
+  return "the kernel library was built without AVX512_BF16 (bun run build:portable targets AVX2): run `bun run build` on this machine";
+}
+
+/**
+ * The precision of every packed matmul, forward and both gradients (like PyTorch's
+ * torch.set_float32_matmul_precision): "fp32", or "bf16" — operands rounded to bf16 when packed,
+ * products summed in f32. Parameters, gradients and activations stay f32 either way.
+ */
+export function setMatmulPrecision(precision: MatmulPrecision): void {
+  const code = MATMUL_PRECISIONS.indexOf(precision);
+  if (code < 0) throw new KernelArgumentError(`setMatmulPrecision: precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got ${String(precision)}`);
+  if (code === 1) {
+    const reason = bf16Unavailable();
+    if (reason !== null) throw new KernelArgumentError(`setMatmulPrecision: bf16 matmuls cannot run: ${reason}`);
+  }
+  if (lib().llmts_set_matmul_precision(code) !== 0) throw new Error(`setMatmulPrecision: the kernel library refused ${precision}`);
+}
+
+export function matmulPrecision(): MatmulPrecision {
+  return MATMUL_PRECISIONS[lib().llmts_matmul_precision()];
 }
 
 // ---- decode ----

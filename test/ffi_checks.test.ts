@@ -73,7 +73,7 @@ const SPECS: Record<string, Spec> = {
 };
 
 /** Wrappers that take no arrays or sizes (tested in ffi_library.test.ts or by their users). */
-const NO_ARRAY_ARGUMENTS = new Set(["setThreads", "threadCount"]);
+const NO_ARRAY_ARGUMENTS = new Set(["setThreads", "threadCount", "bf16Unavailable", "setMatmulPrecision", "matmulPrecision"]);
 
 const BAD_SIZES = [0, -1, 1.5, NaN, 2 ** 31];
 
@@ -147,3 +147,24 @@ for (const [name, spec] of Object.entries(SPECS)) {
     });
   });
 }
+
+describe("setMatmulPrecision", () => {
+  test("refuses an unknown precision; bf16 is set where it can run and refused, saying why, where it cannot", () => {
+    expect(() => ffi.setMatmulPrecision("fp16" as ffi.MatmulPrecision)).toThrow(/must be one of fp32, bf16, got fp16/);
+    expect(ffi.matmulPrecision()).toBe("fp32");
+    const reason = ffi.bf16Unavailable();
+    try {
+      if (reason === null) {
+        ffi.setMatmulPrecision("bf16");
+        expect(ffi.matmulPrecision()).toBe("bf16");
+      } else {
+        console.warn(`bf16 matmuls unavailable here: ${reason}`);
+        expect(() => ffi.setMatmulPrecision("bf16")).toThrow(/AVX512_BF16/);
+        expect(ffi.matmulPrecision()).toBe("fp32");
+      }
+    } finally {
+      ffi.setMatmulPrecision("fp32");
+    }
+    expect(ffi.matmulPrecision()).toBe("fp32");
+  });
+});

@@ -2,7 +2,7 @@
 // determinism, gradient accumulation, shape changes and input validation.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { defaultThreadCount, setThreads } from "../src/ffi.ts";
+import { bf16Unavailable, defaultThreadCount, setMatmulPrecision, setThreads } from "../src/ffi.ts";
 import { readLlmcCheckpoint } from "../src/io/llmc.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
@@ -49,7 +49,7 @@ const TOL_MAX = 2e-5;
 // (One AdamW step moves the loss by ~1.7e-2 relative here, so a wrong update rule fails at step 1.)
 const TOL_LOSS = 2e-6;
 
-describe("GPT-2 vs PyTorch (fixture: V=300 Vp=384 L=2 NH=3 C=48, B=2 T=13, non-zero padded wte rows)", () => {
+describe("GPT-2 vs PyTorch (fixture: V=300 Vp=384 L=2 NH=3 C=48, B=4 T=16 (B·T = 64: the packed-GEMM forward), non-zero padded wte rows)", () => {
   const model = loadFixtureModel();
   const { B, T, config } = fixture;
   let loss = NaN;
@@ -102,6 +102,44 @@ describe("GPT-2 vs PyTorch (fixture: V=300 Vp=384 L=2 NH=3 C=48, B=2 T=13, non-z
       const rel = Math.abs(losses[i] - fixture.losses64[i]) / fixture.losses64[i];
       if (!(rel < TOL_LOSS)) throw new Error(`step ${i}: loss ${losses[i]}, PyTorch float64 ${fixture.losses64[i]} (relative ${rel})`);
     }
+  });
+});
+
+// --matmul-precision bf16 against the same PyTorch fp32 fixture. Each matmul operand is rounded to
+// 8 significant bits (relative error ≤ 2^-9), so a product errs by ≤ 2^-8 and a matmul output by
+// ≤ 2^-8 of the sum of its terms' magnitudes; over a network those errors are mostly independent
+// and partly cancel, and the loss — a log-sum-exp minus one logit — moves by about one such
+// rounding: we allow 2^-9 ≈ 2e-3 relative on each of the 10 losses (measured here: 5e-5 – 6e-4).
+// A wrong pairing or a missing product errs by far more (≥ 1e-2); a bf16 path that did not round
+// would equal fp32, which the test rules out.
+describe.skipIf(bf16Unavailable() !== null)("bf16 matmuls vs PyTorch fp32 (skipped where the CPU or the build lacks AVX512_BF16)", () => {
+  test("10 AdamW steps: every loss within 2^-9 relative of PyTorch's, and not the fp32 losses", () => {
+    const { B, T } = fixture;
+    const run = () => {
+      const m = loadFixtureModel();
+      const opt = new AdamW(m.params.length, { lr: 1e-4 });
+      const losses: number[] = [];
+      for (let step = 0; step < 10; step++) {
+        losses.push(m.forward(fixture.inputs, fixture.targets, B, T));
+        m.zeroGrad();
+        m.backward();
+        opt.update(m.params, m.grads, 1e-4);
+      }
+      return losses;
+    };
+    const fp32 = run();
+    setMatmulPrecision("bf16");
+    let bf16: number[];
+    try {
+      bf16 = run();
+    } finally {
+      setMatmulPrecision("fp32");
+    }
+    for (let i = 0; i < 10; i++) {
+      const rel = Math.abs(bf16[i] - fixture.losses64[i]) / fixture.losses64[i];
+      if (!(rel < 2 ** -9)) throw new Error(`bf16 step ${i}: loss ${bf16[i]}, PyTorch float64 ${fixture.losses64[i]} (relative ${rel})`);
+    }
+    expect(bf16[0]).not.toBe(fp32[0]);
   });
 });
 
@@ -235,8 +273,8 @@ describe("gradient accumulation and shapes", () => {
     const fresh = loadFixtureModel();
     expect(fresh.forward(fixture.inputs.subarray(0, 5), fixture.targets.subarray(0, 5), 1, 5)).toBe(short);
     expect(model.forward(fixture.inputs, fixture.targets, B, T)).toBe(first);
-    const big = randomTokens(3 * 20, fixture.config.V, 4);
-    model.forward(big, big, 3, 20);
+    const big = randomTokens(3 * 25, fixture.config.V, 4);
+    model.forward(big, big, 3, 25);
     expect(model.activationBytes()).toBeGreaterThan(bytes);
   });
 

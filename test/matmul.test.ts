@@ -7,7 +7,8 @@
 // one more rounding (another u·|result|). A wrong index or a missing tile gives errors of order
 // |a_k·b_k| itself, far above the bound.
 import { describe, expect, test } from "bun:test";
-import { defaultThreadCount, matmulBackwardInput, matmulBackwardWeight, matmulForward, setThreads, KernelArgumentError } from "../src/ffi.ts";
+import { bf16Unavailable, defaultThreadCount, matmulBackwardInput, matmulBackwardWeight, matmulForward, setMatmulPrecision, setThreads, KernelArgumentError } from "../src/ffi.ts";
+import { roundedToBf16, roundToBf16 } from "../src/ref/bf16.ts";
 import { matmulBackwardInputRef, matmulBackwardWeightRef, matmulForwardRef } from "../src/ref/matmul.ts";
 import { randomF32 } from "./helpers/random.ts";
 
@@ -35,9 +36,9 @@ function refForward(inp: Float32Array, w: Float32Array, bias: Float32Array | nul
 
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1], [1, 7, 1], [7, 1, 9], [3, 5, 7], [65, 33, 17], [129, 65, 7], [2, 769, 65], [17, 768, 129], [64, 96, 200], [257, 128, 48],
-  // Past one K block (192–256) and one M sub-block, ragged everywhere; BT 16 and 17 straddle the
-  // forward path's switch from streaming dot products to the packed GEMM.
-  [5, 300, 37], [16, 300, 37], [17, 300, 37], [37, 1025, 45], [199, 519, 67],
+  // Past one K block (192–256) and one M sub-block, ragged everywhere; BT 32 and 33 straddle the
+  // forward path's switch from streaming dot products to the packed GEMM (kernels/matmul.zig).
+  [5, 300, 37], [32, 300, 37], [33, 300, 37], [37, 1025, 45], [199, 519, 67],
 ];
 
 describe("matmul forward", () => {
@@ -134,5 +135,96 @@ describe("matmul argument checks", () => {
   });
   test("arrays of the wrong type throw", () => {
     expect(() => matmulForward(out, new Float64Array(6) as unknown as Float32Array, w, null, 2, 3, 2)).toThrow(/Float32Array/);
+  });
+});
+
+// --matmul-precision bf16: operands are rounded to bf16 when packed, products of two bf16 values
+// are exact in float32 and summed in float32. So against the float64 product of the ROUNDED
+// operands the same γ_K bound holds (K additions, the pairs' two adds included); against the
+// unrounded operands the result must differ by far more than that bound somewhere — proof that
+// the rounding happened — while staying within the bf16 bound: each operand rounds by at most
+// 2^-9 relative, so each product by at most 2^-8 + 2^-18, i.e. |error| ≤ (2^-8 + 2^-18 + γ_K)·Σ|a·b|.
+describe("matmul with bf16 operands (skipped where the CPU or the build lacks AVX512_BF16)", () => {
+  const reason = bf16Unavailable();
+  const BF16_SHAPES: Array<[number, number, number]> = [[33, 7, 5], [64, 96, 200], [257, 128, 48], [37, 1025, 45], [199, 519, 67]];
+  const layouts = ["forward", "input grad", "weight grad"] as const;
+  for (const layout of layouts) {
+    for (const [BT, C, OC] of BF16_SHAPES) {
+      test.skipIf(reason !== null)(`${layout} BT=${BT} C=${C} OC=${OC}`, () => {
+        const x = randomF32(BT * C, 11 + BT), w = randomF32(OC * C, 12 + OC), y = randomF32(BT * OC, 13 + C), bias = randomF32(OC, 14);
+        const xr = roundedToBf16(x), wr = roundedToBf16(w), yr = roundedToBf16(y);
+        let got: Float32Array, want: Float64Array, exactWant: Float64Array, absSum: Float64Array, terms: number;
+        setMatmulPrecision("bf16");
+        try {
+          if (layout === "forward") {
+            got = new Float32Array(BT * OC).fill(NaN);
+            matmulForward(got, x, w, bias, BT, C, OC);
+            want = refForward(xr, wr, bias, BT, C, OC);
+            exactWant = refForward(x, w, bias, BT, C, OC);
+            absSum = refForward(abs(x), abs(w), abs(bias), BT, C, OC);
+            terms = C + 1;
+          } else if (layout === "input grad") {
+            got = x.slice();
+            matmulBackwardInput(got, y, w, BT, C, OC);
+            want = Float64Array.from(x);
+            matmulBackwardInputRef(want as unknown as Float32Array, yr, wr, BT, C, OC);
+            exactWant = Float64Array.from(x);
+            matmulBackwardInputRef(exactWant as unknown as Float32Array, y, w, BT, C, OC);
+            absSum = Float64Array.from(abs(x));
+            matmulBackwardInputRef(absSum as unknown as Float32Array, abs(y), abs(w), BT, C, OC);
+            terms = OC + 1;
+          } else {
+            got = w.slice();
+            matmulBackwardWeight(got, null, y, x, BT, C, OC);
+            want = Float64Array.from(w);
+            matmulBackwardWeightRef(want as unknown as Float32Array, null, yr, xr, BT, C, OC);
+            exactWant = Float64Array.from(w);
+            matmulBackwardWeightRef(exactWant as unknown as Float32Array, null, y, x, BT, C, OC);
+            absSum = Float64Array.from(abs(w));
+            matmulBackwardWeightRef(absSum as unknown as Float32Array, null, abs(y), abs(x), BT, C, OC);
+            terms = BT + 1;
+          }
+        } finally {
+          setMatmulPrecision("fp32");
+        }
+        expectWithinBound(got, want, absSum, terms, `bf16 ${layout}`);
+        const gamma = (terms * U) / (1 - terms * U);
+        let roundingSeen = false;
+        for (let i = 0; i < got.length; i++) {
+          const error = Math.abs(got[i] - exactWant[i]);
+          if (!(error <= (2 ** -8 + 2 ** -18 + gamma) * absSum[i] + 2 * U * Math.abs(exactWant[i]))) throw new Error(`bf16 ${layout}: element ${i} is ${got[i]}, float64 of the f32 operands ${exactWant[i]}`);
+          if (error > 4 * (gamma * absSum[i] + 2 * U * Math.abs(exactWant[i]))) roundingSeen = true;
+        }
+        expect(roundingSeen).toBe(true);
+      });
+    }
+  }
+
+  test.skipIf(reason !== null)("the few-row forward (≤ 32 rows) stays fp32; switching back to fp32 restores fp32 results bit for bit", () => {
+    const [BT, C, OC] = [40, 64, 48];
+    const x = randomF32(BT * C, 21), w = randomF32(OC * C, 22);
+    const fp32 = new Float32Array(BT * OC), bf16 = new Float32Array(BT * OC), again = new Float32Array(BT * OC);
+    const few32 = new Float32Array(8 * OC), few16 = new Float32Array(8 * OC);
+    matmulForward(fp32, x, w, null, BT, C, OC);
+    matmulForward(few32, x.subarray(0, 8 * C), w, null, 8, C, OC);
+    setMatmulPrecision("bf16");
+    try {
+      matmulForward(bf16, x, w, null, BT, C, OC);
+      matmulForward(few16, x.subarray(0, 8 * C), w, null, 8, C, OC);
+    } finally {
+      setMatmulPrecision("fp32");
+    }
+    matmulForward(again, x, w, null, BT, C, OC);
+    expect(Buffer.from(again.buffer).equals(Buffer.from(fp32.buffer))).toBe(true);
+    expect(Buffer.from(bf16.buffer).equals(Buffer.from(fp32.buffer))).toBe(false);
+    expect(Buffer.from(few16.buffer).equals(Buffer.from(few32.buffer))).toBe(true);
+  });
+
+  test("roundToBf16: nearest even, NaN, overflow", () => {
+    expect(roundToBf16(1)).toBe(1);
+    expect(roundToBf16(1 + 2 ** -8)).toBe(1); // a tie: to the even significand
+    expect(roundToBf16(1 + 3 * 2 ** -8)).toBe(1 + 2 ** -6);
+    expect(roundToBf16(3.4028234663852886e38)).toBe(Infinity);
+    expect(roundToBf16(NaN)).toBeNaN();
   });
 });

@@ -56,7 +56,7 @@ describe("flag validation", () => {
     batch: ["0", "1.5", "-2", "abc", ""], seq: ["0", "2.5"], steps: ["0", "-1", "1e-3"], "total-batch": ["0", "x"],
     lr: ["0", "-1", "nan", "inf", "1e9"], schedule: ["cosin", "CONSTANT"], warmup: ["-1", "0.5"], "lr-min-frac": ["1.5", "-1"],
     "decay-frac": ["0", "2"], "weight-decay": ["-0.1", "x"], beta1: ["1", "-0.1"], beta2: ["1", "1.5"], eps: ["0", "-1e-8"],
-    "grad-clip": ["-1", "x"], "skip-loss-z": ["-1", "x"], "skip-grad-z": ["-0.5", ""], seed: ["-1", "1.5", "x"], threads: ["0", "65", "x"], "val-every": ["-1", "x"], "val-batches": ["0"],
+    "grad-clip": ["-1", "x"], "skip-loss-z": ["-1", "x"], "skip-grad-z": ["-0.5", ""], "matmul-precision": ["fp16", "BF16", ""], seed: ["-1", "1.5", "x"], threads: ["0", "65", "x"], "val-every": ["-1", "x"], "val-batches": ["0"],
     "sample-every": ["-1"], "sample-tokens": ["-1", "x"], temperature: ["-0.5", "x"], "ckpt-dir": [""], "ckpt-every": ["-1"],
     "keep-last": ["-1", "x"], resume: [""], log: [""], "peak-gflops": ["0", "x"],
   };

@@ -2,6 +2,7 @@
 // and runCli, which maps errors to the exit codes of src/base/errors.ts (EXIT): bad input (any
 // InputError: flags, files, prompts) exits 2 with a one-line message, anything else exits 1.
 import { EXIT, InputError, UsageError } from "../base/errors.ts";
+import { bf16Unavailable, MATMUL_PRECISIONS, type MatmulPrecision, setMatmulPrecision } from "../ffi.ts";
 
 export { UsageError };
 
@@ -37,6 +38,18 @@ export function choiceFlag<T extends string>(flag: string, value: string, choice
 export function nonEmptyFlag(flag: string, value: string): string {
   if (value.trim() === "") fail(flag, value, "a non-empty value");
   return value;
+}
+
+/**
+ * --matmul-precision: parses it and sets it for every matmul of this process; bf16 where the CPU
+ * or the build cannot run it is a usage error saying why.
+ */
+export function applyMatmulPrecisionFlag(value: string | undefined): MatmulPrecision {
+  const precision = value === undefined ? "fp32" : choiceFlag("matmul-precision", value, MATMUL_PRECISIONS);
+  const problem = precision === "bf16" ? bf16Unavailable() : null;
+  if (problem !== null) throw new UsageError(`--matmul-precision bf16: ${problem}`);
+  setMatmulPrecision(precision);
+  return precision;
 }
 
 /** A comma-separated list of integers in [min, max] ("1,2, 3"). */

@@ -12,7 +12,7 @@ import type { SamplingOptions } from "../infer/sampling.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { EOT_TOKEN } from "../model/config.ts";
-import { intFlag, intListFlag, nonEmptyFlag, numberFlag, runCli, UsageError } from "./flags.ts";
+import { applyMatmulPrecisionFlag, intFlag, intListFlag, nonEmptyFlag, numberFlag, runCli, UsageError } from "./flags.ts";
 
 const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-tokens IDS) [options]
 
@@ -26,6 +26,8 @@ const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-toke
   --top-p P              nucleus sampling mass in (0, 1] (default 1 = off)
   --seed S               sampling seed; the same seed gives the same text (default 1337)
   --threads N            kernel threads (default LLMTS_THREADS or the core count)
+  --matmul-precision P   fp32 (default) or bf16: matmul operands rounded to bf16 (needs
+                         AVX512_BF16; the one-row decode matmuls stay fp32, they are memory-bound)
   --json                 print {"prompt_tokens","tokens","text"} instead of streaming text
   --help                 this text
 
@@ -40,6 +42,7 @@ interface Args {
   sampling: SamplingOptions;
   seed: number;
   threads: number | null;
+  precision: string | undefined;
   json: boolean;
 }
 
@@ -49,7 +52,7 @@ function parse(argv: string[]): Args | null {
     options: {
       ckpt: { type: "string" }, prompt: { type: "string" }, "prompt-tokens": { type: "string" },
       "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
-      "top-p": { type: "string" }, seed: { type: "string" }, threads: { type: "string" },
+      "top-p": { type: "string" }, seed: { type: "string" }, threads: { type: "string" }, "matmul-precision": { type: "string" },
       json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -70,6 +73,7 @@ function parse(argv: string[]): Args | null {
     },
     seed: optional(values.seed, (v) => intFlag("seed", v, 0, 0xffffffff), 1337),
     threads: optional(values.threads, (v) => intFlag("threads", v, 1, maxThreads()), null),
+    precision: values["matmul-precision"],
     json: values.json ?? false,
   };
 }
@@ -81,6 +85,7 @@ export function main(argv: string[]): number {
     return EXIT.done;
   }
   if (args.threads !== null) setThreads(args.threads);
+  applyMatmulPrecisionFlag(args.precision);
   const weights = loadWeights(args.ckpt);
   const { config } = weights;
   const engine = new InferenceEngine(weights);

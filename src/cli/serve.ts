@@ -6,10 +6,10 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { EXIT, InputError } from "../base/errors.ts";
 import { maxThreads, setThreads, threadCount } from "../ffi.ts";
-import { MAX_ROW_INDEPENDENT_ROWS } from "../infer/batch.ts";
+import { maxRowIndependentRows } from "../infer/batch.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { startServer } from "../serve/server.ts";
-import { intFlag, nonEmptyFlag, runCli, UsageError } from "./flags.ts";
+import { applyMatmulPrecisionFlag, intFlag, nonEmptyFlag, runCli, UsageError } from "./flags.ts";
 
 const HELP = `usage: bun run serve --ckpt PATH [options]
 
@@ -17,11 +17,13 @@ const HELP = `usage: bun run serve --ckpt PATH [options]
                          or a training run folder (its newest checkpoint), e.g. runs/train
   --port N               TCP port (default 8080; 0 = any free port, printed)
   --host ADDR            address to bind (default 127.0.0.1: this machine only)
-  --slots N              sequences decoded together (default 8, at most ${MAX_ROW_INDEPENDENT_ROWS}); each holds a KV cache
+  --slots N              sequences decoded together (default 8, at most ${maxRowIndependentRows()}); each holds a KV cache
   --queue N              requests that may wait for a slot (default 32); beyond, 503 + Retry-After
   --max-body-bytes N     request body limit (default 1048576 = 1 MiB); larger bodies get 413
   --model-name NAME      the model's id in /v1/models and responses (default: the --ckpt file name)
   --threads N            kernel threads (default LLMTS_THREADS or the core count)
+  --matmul-precision P   fp32 (default) or bf16 for the prompt's matmuls (needs AVX512_BF16; the
+                         decode step's few-row matmuls stay fp32, they are memory-bound)
   --help                 this text
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, and the
@@ -36,6 +38,7 @@ interface Args {
   maxBodyBytes: number;
   modelName: string | null;
   threads: number | null;
+  precision: string | undefined;
 }
 
 function parse(argv: string[]): Args | null {
@@ -44,7 +47,7 @@ function parse(argv: string[]): Args | null {
     options: {
       ckpt: { type: "string" }, port: { type: "string" }, host: { type: "string" }, slots: { type: "string" },
       queue: { type: "string" }, "max-body-bytes": { type: "string" }, "model-name": { type: "string" },
-      threads: { type: "string" }, help: { type: "boolean", short: "h", default: false },
+      threads: { type: "string" }, "matmul-precision": { type: "string" }, help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
     allowPositionals: true,
@@ -57,11 +60,12 @@ function parse(argv: string[]): Args | null {
     ckpt: nonEmptyFlag("ckpt", values.ckpt),
     port: optional(values.port, (v) => intFlag("port", v, 0, 65535), 8080),
     host: optional(values.host, (v) => nonEmptyFlag("host", v), "127.0.0.1"),
-    slots: optional(values.slots, (v) => intFlag("slots", v, 1, MAX_ROW_INDEPENDENT_ROWS), 8),
+    slots: optional(values.slots, (v) => intFlag("slots", v, 1, maxRowIndependentRows()), 8),
     queue: optional(values.queue, (v) => intFlag("queue", v, 0, 100_000), 32),
     maxBodyBytes: optional(values["max-body-bytes"], (v) => intFlag("max-body-bytes", v, 1024, 1 << 30), 1 << 20),
     modelName: optional(values["model-name"], (v) => nonEmptyFlag("model-name", v), null),
     threads: optional(values.threads, (v) => intFlag("threads", v, 1, maxThreads()), null),
+    precision: values["matmul-precision"],
   };
 }
 
@@ -72,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.done;
   }
   if (args.threads !== null) setThreads(args.threads);
+  applyMatmulPrecisionFlag(args.precision);
   const weights = loadWeights(args.ckpt);
   const { config } = weights;
   const log = (line: string) => process.stderr.write(`serve: ${line}\n`);

@@ -22,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
       `${run.val ? `, ${Math.min(o.valBatches, run.val.batchesPerEpoch)} val batches` : ""}\n` +
       `optimisation: B=${o.batch} T=${o.seq} accumulation ${run.accumulation} (${o.totalBatch} tokens/step), ${o.steps} steps, ` +
       `lr ${o.lr} ${o.schedule}${o.warmup ? ` warmup ${o.warmup}` : ""}, AdamW β=(${o.beta1}, ${o.beta2}) ε=${o.eps} wd=${o.weightDecay}, ` +
-      `clip ${o.gradClip || "off"}, ${o.shuffle ? "shuffled" : "unshuffled"}, seed ${o.seed}, ${run.threads} threads\n` +
+      `clip ${o.gradClip || "off"}, ${o.shuffle ? "shuffled" : "unshuffled"}, seed ${o.seed}, ${o.matmulPrecision} matmuls, ${run.threads} threads\n` +
       `output: ${run.log.path} (+ ${run.log.svgPath}), checkpoints in ${o.ckptDir}; ` +
       `MFU against ${run.peak.gflops.toFixed(0)} GFLOP/s (${run.peak.source})`,
   );

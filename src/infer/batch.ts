@@ -13,6 +13,7 @@
 // adds are per element or per row, and the matmuls keep one reduction order per output element —
 // as long as the kernel library takes the same path for every row count up to `slots` (see
 // kernels/matmul.zig, small_rows_max). test/serve_batch.test.ts checks it, logits bit for bit.
+import { kernelLimits } from "../ffi.ts";
 import { ActivationMemory, type LayerActivations } from "../model/activations.ts";
 import { KERNELS, type Kernels, lmHead, type RowContext, transformer } from "../model/gpt2.ts";
 import type { GPT2Config } from "../model/config.ts";
@@ -23,9 +24,12 @@ import { InferenceEngine, InferenceError, type InferenceOptions } from "./engine
  * The most rows a decode pass may have for the rows' arithmetic to stay independent of the row
  * count: up to this many rows the kernel library's forward matmul streams the weights with one
  * fixed reduction order per output element; more rows take the packed GEMM, whose blocking
- * differs (kernels/matmul.zig, small_rows_max). The server caps --slots here.
+ * differs (kernels/matmul.zig, small_rows_max, read through the library's limits). The server
+ * caps --slots here.
  */
-export const MAX_ROW_INDEPENDENT_ROWS = 16;
+export function maxRowIndependentRows(): number {
+  return kernelLimits().matmulSmallRowsMax;
+}
 
 /** Row i is the next token of `engines[i]`'s sequence: it sits at that engine's position and attends over its cache. */
 export class SlotRows implements RowContext {

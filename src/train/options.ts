@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../base/errors.ts";
 import { choiceFlag, intFlag, nonEmptyFlag, numberFlag } from "../cli/flags.ts";
-import { defaultThreadCount, maxThreads } from "../ffi.ts";
+import { defaultThreadCount, MATMUL_PRECISIONS, type MatmulPrecision, maxThreads } from "../ffi.ts";
 import { NAMED_CONFIGS } from "../model/config.ts";
 
 export const SCHEDULES = ["constant", "cosine", "linear", "wsd"] as const;
@@ -45,6 +45,7 @@ export interface TrainFlags {
   gradClip: number;
   skipLossZ: number;
   skipGradZ: number;
+  matmulPrecision: MatmulPrecision;
   seed: number;
   steps: number;
   valEvery: number;
@@ -109,6 +110,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "gradClip", flag: "grad-clip", group: "optimisation", kind: "arithmetic", def: 1, metavar: "X", help: "clip the global gradient norm to this (0 = off)", parse: num("grad-clip", 0, 1e9) },
   { key: "skipLossZ", flag: "skip-loss-z", group: "optimisation", kind: "arithmetic", def: 0, metavar: "X", help: "skip the update when the loss is more than X std above the last 128 steps' (0 = off)", parse: num("skip-loss-z", 0, 1e6) },
   { key: "skipGradZ", flag: "skip-grad-z", group: "optimisation", kind: "arithmetic", def: 0, metavar: "X", help: "skip the update when the gradient norm is more than X std above the last 128 steps' (0 = off)", parse: num("skip-grad-z", 0, 1e6) },
+  { key: "matmulPrecision", flag: "matmul-precision", group: "optimisation", kind: "arithmetic", def: "fp32", metavar: "P", help: "matmul operands: fp32, or bf16 (rounded to bf16 when packed, summed in fp32; needs AVX512_BF16)", parse: (v) => choiceFlag("matmul-precision", v, MATMUL_PRECISIONS) },
   { key: "seed", flag: "seed", group: "optimisation", kind: "arithmetic", def: 1337, help: "seeds the init, the data shuffle and sampling", parse: int("seed", 0, 0xffffffff) },
   { key: "steps", flag: "steps", group: "optimisation", kind: "cadence", def: 2500, help: "optimizer updates for the whole run (raise it on --resume to train further)", parse: int("steps", 1) },
   { key: "valEvery", flag: "val-every", group: "evaluation", kind: "cadence", def: 100, help: "validation loss every N steps (0 = never; also at the start and end)", parse: int("val-every", 0) },

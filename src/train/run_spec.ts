@@ -9,6 +9,7 @@
 //               different value is a usage error naming both); a cadence flag given replaces it
 import { join, resolve } from "node:path";
 import { UsageError } from "../base/errors.ts";
+import type { MatmulPrecision } from "../ffi.ts";
 import { DEFAULTS, type FlagDefaults, FLAG_BY_KEY, type FlagKey, type Schedule, type TrainFlags } from "./options.ts";
 
 /** Where the run's initial weights come from. */
@@ -39,6 +40,8 @@ export interface RunSpec {
   /** skip an update whose loss / gradient norm z-score exceeds this (0 = off; outliers.ts) */
   skipLossZ: number;
   skipGradZ: number;
+  /** the packed matmuls' operand precision (setMatmulPrecision in src/ffi.ts) */
+  matmulPrecision: MatmulPrecision;
   seed: number;
   // ---- cadence: may change on resume ----
   steps: number;
@@ -56,7 +59,7 @@ export interface RunSpec {
 
 /** The spec's plain scalar fields, each set by the flag of the same key. */
 const SCALAR_KEYS = [
-  "shuffle", "batch", "seq", "lr", "schedule", "warmup", "lrMinFrac", "decayFrac", "weightDecay", "beta1", "beta2", "eps", "gradClip", "skipLossZ", "skipGradZ", "seed",
+  "shuffle", "batch", "seq", "lr", "schedule", "warmup", "lrMinFrac", "decayFrac", "weightDecay", "beta1", "beta2", "eps", "gradClip", "skipLossZ", "skipGradZ", "matmulPrecision", "seed",
   "steps", "valEvery", "valBatches", "sampleEvery", "sampleTokens", "temperature", "ckptDir", "ckptEvery", "keepLast",
 ] as const satisfies ReadonlyArray<keyof RunSpec & FlagKey>;
 
@@ -219,6 +222,7 @@ function fromLegacyOptions(options: unknown, lr: unknown, source: string, defaul
   spec.lr = o.lr ?? lr;
   spec.skipLossZ = 0; // the outlier guard came later: off
   spec.skipGradZ = 0;
+  spec.matmulPrecision = "fp32"; // so did bf16 matmuls
   spec.model = typeof o.init === "string" ? { file: resolve(o.init) } : { fresh: o.model ?? "d4" };
   spec.data = Array.isArray(o.trainData)
     ? { files: { train: o.trainData.map((p) => resolve(String(p))), val: Array.isArray(o.valData) ? o.valData.map((p) => resolve(String(p))) : [] } }

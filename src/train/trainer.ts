@@ -9,7 +9,7 @@ import { Rng } from "../base/rng.ts";
 import { DataError, expandFiles, TokenLoader } from "../data/loader.ts";
 import { prepareDataset, SUMMARY_FILE } from "../data/prepare.ts";
 import { decode } from "../data/tokenizer.ts";
-import { setThreads, threadCount, defaultThreadCount } from "../ffi.ts";
+import { bf16Unavailable, defaultThreadCount, setMatmulPrecision, setThreads, threadCount } from "../ffi.ts";
 import { generate } from "../infer/generate.ts";
 import { InferenceEngine } from "../infer/engine.ts";
 import { makeFolder, removeFile, removeStaleTemps, WriteError } from "../io/atomic.ts";
@@ -101,6 +101,8 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     config = initWeights.config;
   } else config = namedConfig(spec.model.fresh);
   const accumulation = checkRunSpec(spec, config.maxT);
+  const bf16Problem = spec.matmulPrecision === "bf16" ? bf16Unavailable() : null;
+  if (bf16Problem !== null) throw new UsageError(`--matmul-precision bf16${resumed !== null ? " (this run's, from its checkpoint)" : ""}: ${bf16Problem}`);
   if (resumed !== null && resumed.step >= spec.steps) throw new UsageError(`--steps: the checkpoint is already at step ${resumed.step}; raise --steps to train further`);
 
   // Paths and globs named by the spec must exist / match.
@@ -138,6 +140,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
 
   // Everything checked: now the work starts.
   if (threads !== threadCount()) setThreads(threads);
+  setMatmulPrecision(spec.matmulPrecision);
   if (resumed === null && given.overwrite === true) for (const { path } of listCheckpoints(spec.ckptDir)) removeFile(path);
   makeFolder(spec.ckptDir);
   for (const stale of removeStaleTemps(spec.ckptDir)) progress(`removed ${stale}, left by a run killed while writing it`);
