@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import OpenAI from "openai";
 import { decode, encode } from "../src/data/tokenizer.ts";
+import { maxRowIndependentRows } from "../src/infer/batch.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { generate } from "../src/infer/generate.ts";
 import type { SamplingOptions } from "../src/infer/sampling.ts";
@@ -283,7 +284,7 @@ describe("slots, disconnects and shutdown", () => {
     const cases: Array<[string[], RegExp]> = [
       [[], /--ckpt PATH is required/],
       [["--ckpt", `${dir}/missing.bin`], /missing\.bin: no such file/],
-      [["--ckpt", modelPath, "--slots", "0"], /--slots: expected an integer from 1 to 16/],
+      [["--ckpt", modelPath, "--slots", "0"], new RegExp(`--slots: expected an integer from 1 to ${maxRowIndependentRows()}`)],
       [["--ckpt", modelPath, "--port", "70000"], /--port: expected an integer from 0 to 65535/],
       [["--ckpt", modelPath, "--bogus"], /bogus/],
     ];
