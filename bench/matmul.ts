@@ -1,20 +1,32 @@
 // Matmul throughput on every GPT-2 124M linear-layer shape, in the three layouts of a linear
-// layer, against the FMA ceiling measured in the same run.
-//   bun bench/matmul.ts            full table: BT=256 and 1024 on 2 threads, 1 thread at BT=1024
-//   bun bench/matmul.ts --quick    short version for CI (BT=256, 2 threads, few reps)
-//   bun bench/matmul.ts --json     one JSON object per line (shapes and the ceiling)
+// layer, against the ceiling of the precision measured next to each shape.
+//   bun bench/matmul.ts                      full table: BT=256 and 1024 on 2 threads, 1 thread at BT=1024
+//   bun bench/matmul.ts --quick              short version for CI (BT=256, 2 threads, few reps)
+//   bun bench/matmul.ts --precision bf16     the same with bf16 operands, against the vdpbf16ps ceiling
+//   bun bench/matmul.ts --json               one JSON object per line
 // Times are medians of several calls after a warm-up call; GFLOP/s = 2·BT·C·OC / time. The
 // fastest call is reported too: on a machine shared with other processes, load only ever slows a
-// call down, so "best" shows what the kernel does when it has the cores.
-// % of peak is against the FMA ceiling at the kernels' vector width (16 lanes where the build
-// has AVX-512, else 8); the 8-lane (AVX2) ceiling is printed too.
+// call down, so "best" shows what the kernel does when it has the cores. The ceiling (fp32: FMA;
+// bf16: vdpbf16ps, src/perf/peak.ts) is sampled just before and just after each shape, so a burst
+// of load moves both; % of peak = median GFLOP/s over the median of those samples, best % = the
+// fastest call over the highest sample.
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { matmulBackwardInput, matmulBackwardWeight, matmulForward, vectorLanes, setThreads, defaultThreadCount } from "../src/ffi.ts";
-import { measureFmaPeak, median } from "../src/perf/peak.ts";
+import { bf16Unavailable, defaultThreadCount, MATMUL_PRECISIONS, type MatmulPrecision, matmulBackwardInput, matmulBackwardWeight, matmulForward, setMatmulPrecision, setThreads } from "../src/ffi.ts";
+import { median, measurePeakFor, pooledPeak } from "../src/perf/peak.ts";
 
-const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
+const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, precision: { type: "string", default: "fp32" } } });
 const quick = values.quick ?? false;
 const json = values.json ?? false;
+const precision = values.precision as MatmulPrecision;
+if (!MATMUL_PRECISIONS.includes(precision)) {
+  console.error(`bench/matmul.ts: --precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got ${values.precision}`);
+  process.exit(2);
+}
+if (precision === "bf16" && bf16Unavailable() !== null) {
+  console.error(`bench/matmul.ts: --precision bf16: ${bf16Unavailable()}`);
+  process.exit(2);
+}
 
 type Layout = "fwd" | "dinp" | "dweight";
 const LAYOUTS: Layout[] = ["fwd", "dinp", "dweight"];
@@ -32,7 +44,10 @@ function filled(n: number, seed: number): Float32Array {
   return a;
 }
 
-interface Row { layout: Layout; BT: number; C: number; OC: number; threads: number; ms: number; gflops: number; pct_peak: number; ms_min: number; pct_peak_best: number }
+interface Row {
+  bench: "matmul"; precision: MatmulPrecision; layout: Layout; BT: number; C: number; OC: number; threads: number;
+  ms: number; gflops: number; pct_peak: number; ms_min: number; pct_peak_best: number; peak_gflops: number; peak_best: number;
+}
 
 function timeLayout(layout: Layout, BT: number, C: number, OC: number, reps: number): { median: number; min: number } {
   const x = filled(BT * C, 1), w = filled(OC * C, 2), y = filled(BT * OC, 3), b = filled(OC, 4);
@@ -55,10 +70,7 @@ function repsFor(BT: number, C: number, OC: number): number {
   return gflop > 20 ? 5 : 9;
 }
 
-const width = vectorLanes();
-const peakRuns = quick ? 3 : 5;
-const peaks = new Map<number, number>();
-const peakFor = (threads: number) => peaks.get(threads)!;
+const peakSamples = quick ? 2 : 3;
 const rows: Row[] = [];
 
 function measure(threads: number, BTs: number[], shapes: Array<[number, number]>, layouts: Layout[]): void {
@@ -66,46 +78,40 @@ function measure(threads: number, BTs: number[], shapes: Array<[number, number]>
   for (const BT of BTs) {
     for (const [C, OC] of shapes) {
       for (const layout of layouts) {
+        const before = measurePeakFor(precision, threads, { samples: peakSamples, ms: 60 });
+        setMatmulPrecision(precision);
         const { median: ms, min } = timeLayout(layout, BT, C, OC, repsFor(BT, C, OC));
-        const gflops = (2 * BT * C * OC) / ms / 1e6;
-        rows.push({ layout, BT, C, OC, threads, ms, gflops, pct_peak: 0, ms_min: min, pct_peak_best: 0 });
+        setMatmulPrecision("fp32");
+        const peak = pooledPeak(before, measurePeakFor(precision, threads, { samples: peakSamples, ms: 60 }));
+        const flop = 2 * BT * C * OC;
+        const gflops = flop / ms / 1e6;
+        rows.push({
+          bench: "matmul", precision, layout, BT, C, OC, threads, ms, gflops, pct_peak: (100 * gflops) / peak.gflops,
+          ms_min: min, pct_peak_best: (100 * flop / min / 1e6) / peak.best, peak_gflops: peak.gflops, peak_best: peak.best,
+        });
       }
     }
   }
 }
 
-const threadCounts = quick ? [THREADS] : [...new Set([THREADS, 1])];
-// The ceiling before and after the shapes; the median of all samples is the reference.
-const samples = new Map<number, number[]>();
-const samplePeaks = () => { for (const t of threadCounts) samples.set(t, [...(samples.get(t) ?? []), measureFmaPeak(t, { samples: peakRuns, ms: 150 }).gflops]); };
-samplePeaks();
-for (const t of threadCounts) peaks.set(t, samples.get(t)![0]);
 measure(THREADS, quick ? [256] : [256, 1024], SHAPES, LAYOUTS);
-// Decode step of generation: one row against the whole weight (memory-bound; streams W once).
-measure(THREADS, [1], quick ? [[768, 2304]] : [[768, 2304], [768, 50304]], ["fwd"]);
+// Decode step of generation: one row against the whole weight (memory-bound; streams W once, and
+// always in fp32: the few-row path does not pack, so it never rounds).
+if (precision === "fp32") measure(THREADS, [1], quick ? [[768, 2304]] : [[768, 2304], [768, 50304]], ["fwd"]);
 if (!quick && THREADS > 1) measure(1, [1024], SHAPES, LAYOUTS);
-samplePeaks();
-for (const t of threadCounts) peaks.set(t, median(samples.get(t)!));
-// Best case: fastest call against the highest ceiling sample (other processes on this shared
-// machine only ever slow a measurement down).
-const bestPeak = (t: number) => Math.max(...samples.get(t)!);
-for (const r of rows) {
-  r.pct_peak = (100 * r.gflops) / peakFor(r.threads);
-  r.pct_peak_best = (100 * (2 * r.BT * r.C * r.OC) / r.ms_min / 1e6) / bestPeak(r.threads);
-}
 setThreads(defaultThreadCount());
 
 if (json) {
-  for (const t of threadCounts) console.log(JSON.stringify({ peak_gflops: peakFor(t), threads: t, width, peak_max: bestPeak(t) }));
   for (const r of rows) console.log(JSON.stringify(r));
 } else {
-  for (const t of threadCounts) console.log(`FMA peak (${width}-lane FMAs, ${t} thread${t > 1 ? "s" : ""}): median ${peakFor(t).toFixed(1)} GFLOP/s, max ${bestPeak(t).toFixed(1)}`);
-  console.log("medians (ms, GFLOP/s, % of median peak); best = fastest call vs highest peak sample");
-  console.log("layout   BT     C     OC  thr       ms   GFLOP/s  % peak   best ms  best %");
+  const ceiling = precision === "fp32" ? "fp32 FMA" : "bf16 vdpbf16ps";
+  console.log(`matmul, ${precision} operands, against the ${ceiling} ceiling sampled before and after each shape; load average ${loadavg()[0].toFixed(2)}`);
+  console.log("medians (ms, GFLOP/s, % of the median ceiling); best = fastest call vs highest ceiling sample");
+  console.log("layout   BT     C     OC  thr       ms   GFLOP/s  % peak   best ms  best %   ceiling");
   for (const r of rows) {
-    console.log(`${r.layout.padEnd(7)} ${String(r.BT).padStart(4)} ${String(r.C).padStart(5)} ${String(r.OC).padStart(6)} ${String(r.threads).padStart(4)} ${r.ms.toFixed(3).padStart(8)} ${r.gflops.toFixed(1).padStart(9)} ${r.pct_peak.toFixed(1).padStart(6)}% ${r.ms_min.toFixed(3).padStart(9)} ${r.pct_peak_best.toFixed(1).padStart(6)}%`);
+    console.log(`${r.layout.padEnd(7)} ${String(r.BT).padStart(4)} ${String(r.C).padStart(5)} ${String(r.OC).padStart(6)} ${String(r.threads).padStart(4)} ${r.ms.toFixed(3).padStart(8)} ${r.gflops.toFixed(1).padStart(9)} ${r.pct_peak.toFixed(1).padStart(6)}% ${r.ms_min.toFixed(3).padStart(9)} ${r.pct_peak_best.toFixed(1).padStart(6)}% ${r.peak_gflops.toFixed(0).padStart(7)}`);
   }
-  if (threadCounts.includes(1) && THREADS > 1) {
+  if (rows.some((r) => r.threads === 1) && THREADS > 1) {
     console.log(`\n1→${THREADS} thread speedup at BT=1024:`);
     for (const r1 of rows.filter((r) => r.threads === 1)) {
       const r2 = rows.find((r) => r.threads === THREADS && r.layout === r1.layout && r.BT === r1.BT && r.C === r1.C && r.OC === r1.OC)!;
