@@ -1,5 +1,11 @@
 // Shared command-line plumbing: typed flag values with errors that name the flag, and the exit
-// code convention (2 = bad usage, before any work; 1 = failure during work).
+// code convention (2 = bad usage or bad input files, before any work; 1 = failure during work).
+import { DataError } from "../data/loader.ts";
+import { PrepareError } from "../data/prepare.ts";
+import { TokenFileError } from "../data/token_file.ts";
+import { TokenizerFileError } from "../data/tokenizer_file.ts";
+import { CheckpointError } from "../io/llmc.ts";
+import { SafetensorsError } from "../io/safetensors.ts";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -41,7 +47,10 @@ export function nonEmptyFlag(flag: string, value: string): string {
   return value;
 }
 
-/** Runs a CLI main: usage errors exit 2 with the message, other errors exit 1. */
+/** The readers' errors: a file given to the command is unreadable or invalid (the message names it). */
+const BAD_INPUT_ERRORS = [CheckpointError, SafetensorsError, TokenFileError, TokenizerFileError, DataError, PrepareError];
+
+/** Runs a CLI main: usage errors and bad input files exit 2 with the message, other errors exit 1. */
 export async function runCli(main: () => Promise<number | void> | number | void): Promise<never> {
   try {
     const code = await main();
@@ -49,6 +58,10 @@ export async function runCli(main: () => Promise<number | void> | number | void)
   } catch (error) {
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
       process.stderr.write(`error: ${(error as Error).message}\n(see --help)\n`);
+      process.exit(EXIT_USAGE);
+    }
+    if (BAD_INPUT_ERRORS.some((E) => error instanceof E)) {
+      process.stderr.write(`error: ${(error as Error).message}\n`);
       process.exit(EXIT_USAGE);
     }
     process.stderr.write(`error: ${(error as Error).message}\n`);
