@@ -2,7 +2,7 @@
 // stderr naming the file and the problem, no stack trace. Found by the fuzzer (bun run fuzz):
 // train and prepare exited 1 for an unreadable --init, --train-data or text file.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tokenFileHeader } from "../src/data/token_file.ts";
@@ -20,6 +20,9 @@ header[1] = 7;
 writeFileSync(badVersion, Buffer.concat([Buffer.from(header.buffer), Buffer.alloc(200)]));
 const notUtf8 = join(dir, "latin1.txt");
 writeFileSync(notUtf8, Uint8Array.of(0x63, 0x61, 0x66, 0xe9, 0x0a));
+const hfNull = join(dir, "hf_null");
+mkdirSync(hfNull);
+writeFileSync(join(hfNull, "config.json"), "null");
 
 function run(script: string, args: string[]) {
   const p = Bun.spawnSync(["bun", script, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, LLMTS_DEBUG: "" } });
@@ -32,6 +35,8 @@ describe("bad input files exit 2 with one line naming the file", () => {
   const cases: Array<[string, string, string[], string, RegExp]> = [
     ["train --init of a file in no known format", "src/cli/train.ts", ["--init", garbage, "--train-data", goodTokens, "--ckpt-dir", join(dir, "c1"), ...TRAIN_COMMON], garbage, /not an llm\.c model file/],
     ["train --train-data with a bad header", "src/cli/train.ts", ["--model", "tiny", "--train-data", badVersion, "--ckpt-dir", join(dir, "c2"), ...TRAIN_COMMON], badVersion, /header version is 7/],
+    ["train --init of a folder whose config.json is null", "src/cli/train.ts", ["--init", hfNull, "--train-data", goodTokens, "--ckpt-dir", join(dir, "c3"), ...TRAIN_COMMON], hfNull, /config\.json/],
+    ["convert --from a folder whose config.json is null", "src/cli/convert.ts", ["--from", hfNull, "--to", join(dir, "out.bin")], hfNull, /config\.json/],
     ["prepare of a text file that is not UTF-8", "src/cli/prepare.ts", [notUtf8, "--out", join(dir, "prepared")], notUtf8, /not UTF-8/],
   ];
   for (const [name, script, args, file, problem] of cases) {

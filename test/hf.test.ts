@@ -117,6 +117,11 @@ describe("readHuggingFaceFolder", () => {
     writeHfFolder(noWeights, CONFIG, weights("F32"));
     writeFileSync(join(noWeights, "config.json"), "{not json");
     expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid JSON/);
+    // Found by the fuzzer: a JSON root other than an object was read as one (TypeError on null).
+    for (const [text, what] of [["null", "null"], ["[1, 2]", "an array"], ["12", "number"], ['"gpt2"', "string"]]) {
+      writeFileSync(join(noWeights, "config.json"), text);
+      expect(() => readHuggingFaceFolder(noWeights)).toThrow(new RegExp(`config\\.json: not a JSON object \\(${what}\\)`));
+    }
   });
 
   test("n_ctx is accepted when n_positions is absent", () => {

@@ -76,6 +76,7 @@ function readConfigJson(dir: string): GPT2Config {
   } catch (error) {
     throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
   }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) throw new CheckpointError(`${path}: not a JSON object (${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json})`);
   const field = (...names: string[]): number => {
     for (const name of names) if (json[name] !== undefined) {
       const value = json[name];
