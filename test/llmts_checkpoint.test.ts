@@ -136,4 +136,21 @@ describe("llm.ts checkpoint", () => {
     writeLlmtsCheckpoint(path, { config, params: bad, step: 1 });
     expect(() => readLlmtsCheckpoint(path)).toThrow(/lnfb has a non-finite value/);
   });
+
+  // Found by the fuzzer: a NaN or a negative value in a moment was resumed, the first update made
+  // every parameter NaN, and the run saved a checkpoint that no longer read.
+  test("non-finite or negative AdamW moments are rejected when the moments are read", () => {
+    const cases: Array<[string, Float32Array, Float32Array, RegExp]> = [
+      ["m-nan", m.map((x, i) => (i === 5 ? NaN : x)), v, /adam_m has a non-finite value \(NaN\) at element 5/],
+      ["v-inf", m, v.map((x, i) => (i === 9 ? Infinity : x)), /adam_v has a non-finite value \(Infinity\) at element 9/],
+      ["v-negative", m, v.map((x, i) => (i === 0 ? -1e-3 : x)), /adam_v has a negative value .* at element 0/],
+    ];
+    for (const [name, mm, vv, message] of cases) {
+      const path = join(dir, `${name}.ckpt`);
+      writeLlmtsCheckpoint(path, { config, params, m: mm, v: vv, step: 1 });
+      expect(() => readLlmtsCheckpoint(path, { optimizer: true })).toThrow(message);
+      expect(() => readLlmtsCheckpoint(path, { optimizer: true })).toThrow(path);
+      expect(readLlmtsCheckpoint(path, { optimizer: false }).params).toEqual(params); // inference needs only the weights
+    }
+  });
 });

@@ -162,10 +162,26 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
     if (options.optimizer !== false && hasMoments) {
       result.m = readTensor("adam_m");
       result.v = readTensor("adam_v");
+      checkMoments(result.m, result.v, path);
     }
     return result;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * AdamW's moments must be finite and the second one non-negative (it is a running mean of squared
+ * gradients): anything else turns the first update's parameters into NaN.
+ */
+function checkMoments(m: Float32Array, v: Float32Array, path: string): void {
+  for (let i = 0; i < m.length; i++) {
+    const x = m[i];
+    if (x - x !== 0) throw new CheckpointError(`${path}: tensor adam_m has a non-finite value (${x}) at element ${i}`);
+  }
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (!(x >= 0 && x < Infinity)) throw new CheckpointError(`${path}: tensor adam_v has ${x < 0 ? "a negative" : "a non-finite"} value (${x}) at element ${i}; AdamW's second moment is finite and ≥ 0`);
   }
 }
 
