@@ -23,6 +23,7 @@ import { argmax, Sampler, samplingDistribution, SamplingError } from "../src/inf
 import { TokenTextStream } from "../src/infer/text_stream.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import type { GPT2Config } from "../src/model/config.ts";
+import { parameterLayout } from "../src/model/parameters.ts";
 import { gpt2ForwardRef } from "../src/ref/gpt2.ts";
 import { randomGpt2Params } from "./helpers/gpt2_weights.ts";
 import { randomF32, randomTokens, worstRatio } from "./helpers/random.ts";
@@ -283,6 +284,22 @@ describe("bun run generate", () => {
     const missing = Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", join(dir, "none.bin"), "--prompt", "a"], { cwd: root });
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr.toString()).toMatch(/no such file/);
+  });
+
+  // Found by the fuzzer: finite weights whose forward pass overflows float32 gave NaN logits, and
+  // greedy sampling printed tokens from them (argmax picks an infinite logit) with exit 0.
+  test("weights that overflow float32 stop generation with exit 2 naming the checkpoint", () => {
+    const params = randomGpt2Params(config, 9, 0.3);
+    const layout = parameterLayout(config);
+    params.fill(3e38, layout.offsets.lnfb, layout.offsets.lnfb + config.C); // finite, but the logits (≈ Σ wte·3e38) overflow
+    const overflowing = join(dir, "overflowing.bin");
+    writeLlmcCheckpoint(overflowing, config, params);
+    for (const temperature of ["0", "1"]) {
+      const p = Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", overflowing, "--threads", "1", "--prompt-tokens", "1,2", "--temperature", temperature], { cwd: root });
+      expect(p.exitCode).toBe(2);
+      expect(p.stderr.toString()).toContain(`generate: ${overflowing}: the model's logits are not finite`);
+      expect(p.stdout.toString()).toBe("");
+    }
   });
 
   test("--json is reproducible per seed, its text matches the streamed text, and a full context stops early", () => {

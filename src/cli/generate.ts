@@ -11,6 +11,7 @@ import { SamplingError, type SamplingOptions } from "../infer/sampling.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
 import { CheckpointError } from "../io/llmc.ts";
 import { loadWeights } from "../io/load_weights.ts";
+import type { GPT2Config } from "../model/config.ts";
 
 const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-tokens IDS) [options]
 
@@ -31,6 +32,34 @@ Prints the continuation only (not the prompt). Stops at <|endoftext|> (not print
 (maxT): a prompt of maxT tokens or more is an error. Errors exit with status 2.`;
 
 class UsageError extends Error {}
+
+/**
+ * The engine, refusing logits that are not finite: a checkpoint can hold finite weights that
+ * overflow float32 in the forward pass, and sampling from NaN would print tokens silently.
+ */
+class CheckedEngine extends InferenceEngine {
+  constructor(config: GPT2Config, params: Float32Array, private readonly source: string) {
+    super(config, params);
+  }
+
+  override prefill(tokens: ArrayLike<number>, options: { allLogits?: boolean } = {}): Float32Array {
+    return this.checked(super.prefill(tokens, options));
+  }
+
+  override decode(token: number): Float32Array {
+    return this.checked(super.decode(token));
+  }
+
+  private checked(logits: Float32Array): Float32Array {
+    const { V, Vp } = this.config;
+    const row = logits.length - Vp; // the last row (the only one without allLogits)
+    for (let i = 0; i < V; i++) {
+      const x = logits[row + i];
+      if (x - x !== 0) throw new InferenceError(`${this.source}: the model's logits are not finite (${x} for token ${i} after ${this.position} tokens): its weights overflow float32`);
+    }
+    return logits;
+  }
+}
 
 interface Args {
   ckpt: string;
@@ -106,7 +135,7 @@ function main(argv: string[]): number {
   try {
     if (args.threads !== null) setThreads(args.threads);
     const { config, params } = loadWeights(args.ckpt);
-    const engine = new InferenceEngine(config, params);
+    const engine = new CheckedEngine(config, params, args.ckpt);
     const stream = new TokenTextStream();
     const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
     let text = "";
@@ -135,8 +164,14 @@ function main(argv: string[]): number {
     );
     return 0;
   } catch (error) {
-    if (error instanceof CheckpointError || error instanceof InferenceError || error instanceof SamplingError || error instanceof UsageError) {
+    if (error instanceof CheckpointError || error instanceof UsageError) {
       process.stderr.write(`generate: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof InferenceError || error instanceof SamplingError) {
+      // The prompt against this checkpoint's shapes (context, vocabulary): name the checkpoint.
+      const where = error.message.startsWith(args.ckpt) ? "" : `${args.ckpt}: `;
+      process.stderr.write(`generate: ${where}${error.message}\n`);
       return 2;
     }
     throw error;
