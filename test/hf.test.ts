@@ -124,6 +124,17 @@ describe("readHuggingFaceFolder", () => {
     }
   });
 
+  // Found by the fuzzer: the parameter buffer was allocated from config.json's shapes before the
+  // file was checked to hold them, so a config.json claiming a huge model threw "RangeError: Out of memory".
+  test("a config.json far larger than the safetensors file is refused before anything is allocated", () => {
+    const hf = folder();
+    writeHfFolder(hf, CONFIG, weights("F32"), { editConfig: (j) => { j.n_layer = 1024; j.n_embd = 65535; j.n_head = 5; } });
+    expect(() => readHuggingFaceFolder(hf)).toThrow(/model\.safetensors: tensor "wte\.weight" has shape \[97, 30\], config\.json implies \[97, 65535\]/);
+    const deeper = folder();
+    writeHfFolder(deeper, CONFIG, weights("F32"), { editConfig: (j) => { j.n_layer = 1000; } });
+    expect(() => readHuggingFaceFolder(deeper)).toThrow(/missing tensor "h\.2\.ln_1\.weight"/);
+  });
+
   test("n_ctx is accepted when n_positions is absent", () => {
     const hf = folder();
     writeHfFolder(hf, CONFIG, weights("F32"), { editConfig: (j) => delete j.n_positions });

@@ -127,16 +127,23 @@ export function readHuggingFaceFolder(dir: string): LoadedWeights {
     throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
   }
   try {
-    const params = new Float32Array(parameterLayout(config).total); // zero: the padded wte rows stay zero
+    // Every name and shape first: the file's header is bounded by its size, config.json is not, so
+    // nothing is allocated for config.json's shapes before the file is known to hold them.
     const used = new Set<string>();
-    let scratch = new Float32Array(0);
+    const names = new Map<Mapping, string>();
     for (const m of mappings(config)) {
       const name = resolveName(file, m.hfName);
       used.add(name);
+      names.set(m, name);
       const info = file.info(name);
       if (info.shape.length !== m.hfShape.length || info.shape.some((d, i) => d !== m.hfShape[i])) {
         throw new CheckpointError(`${weightsPath}: tensor "${name}" has shape [${info.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
       }
+    }
+    const params = new Float32Array(parameterLayout(config).total); // zero: the padded wte rows stay zero
+    let scratch = new Float32Array(0);
+    for (const [m, name] of names) {
+      const info = file.info(name);
       const offset = destinationOffset(config, m);
       const destination = params.subarray(offset, offset + info.numel);
       if (!m.transpose) {
