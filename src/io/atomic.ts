@@ -1,6 +1,6 @@
 // Atomic file writes: write a temp file beside the target, fsync it, rename it over the target,
 // fsync the directory. A crash at any point leaves either the old file or the new one, whole.
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 /** Writes the chunks in order to `path`, atomically. */
@@ -44,11 +44,20 @@ function syncDirectory(dir: string): void {
   }
 }
 
-/** Opens `path` for reading, or throws `makeError("<path>: cannot open (<code>)")`. */
+/**
+ * Opens the regular file `path` for reading, or throws `makeError("<path>: cannot open (<code>)")`
+ * (a directory opens on Linux, but every read of it fails with EISDIR: refused here, by name).
+ */
 export function openForReading(path: string, makeError: (message: string) => Error): number {
+  let fd: number;
   try {
-    return openSync(path, "r");
+    fd = openSync(path, "r");
   } catch (error) {
     throw makeError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw makeError(`${path}: cannot open (not a regular file)`);
+  }
+  return fd;
 }
