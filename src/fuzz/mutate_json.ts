@@ -161,7 +161,8 @@ const TOKENS = ["NaN", "Infinity", "-Infinity", "1e999", "-0", "0x10", "01", "un
 function textEdit(rng: FuzzRandom, text: Uint8Array): [Uint8Array, string] {
   const at = rng.below(text.length + 1);
   const kind = rng.weighted([{ weight: 2, k: "utf8" }, { weight: 2, k: "token" }, { weight: 1, k: "number" }, { weight: 1, k: "cut" }, { weight: 0.5, k: "root" }]).k;
-  const splice = (insert: Uint8Array, remove = 0): Uint8Array => {
+  const splice = (insert: Uint8Array, removeWanted = 0): Uint8Array => {
+    const remove = Math.min(removeWanted, text.length - at);
     const out = new Uint8Array(text.length + insert.length - remove);
     out.set(text.subarray(0, at));
     out.set(insert, at);
@@ -224,7 +225,12 @@ export function jsonMutators(file: string, part: (ctx: MutationContext) => JsonP
         root = undefined; // already broken by an earlier mutation: edit the text instead
       }
     }
-    const tree = root === undefined ? null : treeEdit(ctx.rng, root, json.hotPaths);
+    let tree: [string, string] | null = null;
+    try {
+      tree = root === undefined ? null : treeEdit(ctx.rng, root, json.hotPaths);
+    } catch {
+      tree = null; // a tree nested too deep to walk or serialise: edit the text instead
+    }
     if (tree !== null) {
       edited = encoder.encode(tree[0]);
       description = tree[1];

@@ -55,7 +55,12 @@ function moveTensors(json: Uint8Array, shift: number, dataStart: number): Uint8A
   const original = Object.fromEntries(Object.entries(header.tensors).map(([k, t]) => [k, t?.offset]));
   for (let total = shift, i = 0; i < 4; i++) {
     for (const [k, t] of Object.entries(header.tensors)) if (typeof original[k] === "number" && t) t.offset = (original[k] as number) + total;
-    const text = new TextEncoder().encode(JSON.stringify(header));
+    let text: Uint8Array;
+    try {
+      text = new TextEncoder().encode(JSON.stringify(header));
+    } catch {
+      return null; // nested too deep to serialise again
+    }
     const needed = align64(16 + text.length) - dataStart;
     if (needed === total) return text;
     total = needed;
