@@ -14,7 +14,7 @@ import { detectWeightsFormat, loadWeights } from "../src/io/load_weights.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { parameterLayout } from "../src/model/parameters.ts";
 import { randomGpt2Params } from "./helpers/gpt2_weights.ts";
-import { type Dtype, quantize, type RawTensor, writeHfFolder } from "./helpers/hf_folder.ts";
+import { type Dtype, hfConfigJson, quantize, type RawTensor, writeHfFolder } from "./helpers/hf_folder.ts";
 import { randomTokens } from "./helpers/random.ts";
 
 // Odd sizes: V not a multiple of 128 (padding rows), C/NH = 10 (not a multiple of 8).
@@ -116,7 +116,13 @@ describe("readHuggingFaceFolder", () => {
     const noWeights = folder();
     writeHfFolder(noWeights, CONFIG, weights("F32"));
     writeFileSync(join(noWeights, "config.json"), "{not json");
-    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid JSON/);
+    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid UTF-8 JSON/);
+    // Found by the fuzzer: invalid UTF-8 inside a string value was decoded to U+FFFD and accepted.
+    const json = Buffer.from(JSON.stringify({ ...hfConfigJson(CONFIG), model_type: "gpt2" }));
+    const at = json.indexOf("gpt2");
+    json[at + 1] = 0xff;
+    writeFileSync(join(noWeights, "config.json"), json);
+    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid UTF-8 JSON/);
     // Found by the fuzzer: a JSON root other than an object was read as one (TypeError on null).
     for (const [text, what] of [["null", "null"], ["[1, 2]", "an array"], ["12", "number"], ['"gpt2"', "string"]]) {
       writeFileSync(join(noWeights, "config.json"), text);

@@ -72,9 +72,11 @@ function readConfigJson(dir: string): GPT2Config {
   if (!existsSync(path)) throw new CheckpointError(`${dir}: no ${HF_CONFIG_FILE} (a Hugging Face GPT-2 folder has config.json and model.safetensors)`);
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(readFileSync(path, "utf8"));
+    // Strict UTF-8 (as transformers opens it): a lenient decode would read a damaged file's
+    // invalid bytes as U+FFFD and accept it.
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path)));
   } catch (error) {
-    throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
+    throw new CheckpointError(`${path}: not valid UTF-8 JSON (${(error as Error).message})`);
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new CheckpointError(`${path}: not a JSON object (${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json})`);
   const field = (...names: string[]): number => {
