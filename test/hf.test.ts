@@ -113,6 +113,20 @@ describe("readHuggingFaceFolder", () => {
       writeHfFolder(hf, CONFIG, weights("F32"), { editConfig });
       expect(() => readHuggingFaceFolder(hf)).toThrow(message);
     }
+    // Found by the fuzzer: these messages recursed through a deeply nested value and overflowed
+    // the stack (JSON.parse reads it; JSON.stringify and template strings recurse).
+    const deep = "[".repeat(100000) + "]".repeat(100000);
+    for (const [key, message] of [
+      ["layer_norm_epsilon", /layer_norm_epsilon \[\[\[\[…\]\]\]\] is not supported/],
+      ["activation_function", /activation_function \[\[\[\[…\]\]\]\] is not supported/],
+      ["n_embd", /n_embd must be a positive integer, got \[\[\[\[…\]\]\]\]/],
+    ] as const) {
+      const hf = folder();
+      writeHfFolder(hf, CONFIG, weights("F32"));
+      const text = readFileSync(join(hf, "config.json"), "utf8");
+      writeFileSync(join(hf, "config.json"), text.replace(new RegExp(`"${key}":("[^"]*"|[^,}]*)`), `"${key}":${deep}`));
+      expect(() => readHuggingFaceFolder(hf)).toThrow(message);
+    }
     const noWeights = folder();
     writeHfFolder(noWeights, CONFIG, weights("F32"));
     writeFileSync(join(noWeights, "config.json"), "{not json");

@@ -129,6 +129,32 @@ describe("llm.ts checkpoint", () => {
     }
   });
 
+  // Found by the fuzzer: an error about a value nested deep enough overflowed the stack while its
+  // message was written (JSON.stringify and template strings recurse; JSON.parse does not).
+  test("values nested 200 000 deep are refused with a short description", () => {
+    const deep = "[".repeat(200000) + "]".repeat(200000);
+    const withRawHeader = (name: string, edit: (text: string) => string): string =>
+      corrupt(name, (bytes) => {
+        const J = new DataView(bytes.buffer).getUint32(12, true);
+        const json = new TextEncoder().encode(edit(new TextDecoder().decode(bytes.subarray(16, 16 + J))));
+        const out = new Uint8Array(16 + json.length + bytes.length - 16 - J);
+        out.set(bytes.subarray(0, 16));
+        new DataView(out.buffer).setUint32(12, json.length, true);
+        out.set(json, 16);
+        out.set(bytes.subarray(16 + J), 16 + json.length);
+        return out;
+      });
+    const cases: Array<[string, RegExp]> = [
+      [withRawHeader("deep-step", (t) => t.replace(/"step":\d+/, `"step":${deep}`)), /header "step" must be a non-negative integer, got \[\[\[\[…\]\]\]\]/],
+      [withRawHeader("deep-config", (t) => t.replace(/"C":\d+/, `"C":${deep}`)), /header config C must be an integer, got \[\[\[\[…\]\]\]\]/],
+      [withRawHeader("deep-offset", (t) => t.replace(/"offset":\d+/, `"offset":${deep}`)), /tensor params offset \[\[\[\[…\]\]\]\] must be a multiple of 64/],
+    ];
+    for (const [path, message] of cases) {
+      expect(() => readLlmtsCheckpoint(path)).toThrow(message);
+      expect(() => readLlmtsCheckpoint(path)).toThrow(path);
+    }
+  });
+
   test("non-finite parameters are rejected, naming the tensor", () => {
     const bad = params.slice();
     bad[count - 1] = NaN; // the last element belongs to lnfb

@@ -93,6 +93,9 @@ describe("safetensors reader", () => {
     ["overlapping tensors", () => rawSafetensors(header({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }), [f32(1, 2, 3)]), /tensor "b" overlaps tensor "a"/],
     ["missing data_offsets", () => rawSafetensors(header({ w: { dtype: "F32", shape: [1] } }), [f32(1)]), /tensor "w": data_offsets undefined is not a pair/],
     ["non-string metadata", () => rawSafetensors(header({ __metadata__: { n: 1 } }), []), /__metadata__ must map strings to strings/],
+    // Found by the fuzzer: writing these errors recursed through the value and overflowed the stack.
+    ["a shape nested 200 000 deep", () => rawSafetensors(`{"w":{"dtype":"F32","shape":${"[".repeat(200000)}${"]".repeat(200000)},"data_offsets":[0,4]}}`, [f32(1)]), /tensor "w": shape \[\[\[\[…\]\]\]\] is not a list/],
+    ["data_offsets nested 200 000 deep", () => rawSafetensors(`{"w":{"dtype":"F32","shape":[1],"data_offsets":${"[".repeat(200000)}${"]".repeat(200000)}}}`, [f32(1)]), /tensor "w": data_offsets \[\[\[\[…\]\]\]\] is not a pair/],
   ];
   for (const [what, bytes, message] of cases) {
     test(`rejects ${what}`, () => {

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { type GPT2Config, type ParameterName, padVocab, validateConfig } from "../model/config.ts";
 import { parameterLayout } from "../model/parameters.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { describeJson } from "./describe_json.ts";
 import { CheckpointError, checkFinite, type LoadedWeights } from "./llmc.ts";
 import { SafetensorsError, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 
@@ -82,15 +83,15 @@ function readConfigJson(dir: string): GPT2Config {
   const field = (...names: string[]): number => {
     for (const name of names) if (json[name] !== undefined) {
       const value = json[name];
-      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new CheckpointError(`${path}: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new CheckpointError(`${path}: ${name} must be a positive integer, got ${describeJson(value)}`);
       return value;
     }
     throw new CheckpointError(`${path}: missing ${names.join(" or ")}`);
   };
   const activation = json.activation_function;
-  if (activation !== undefined && activation !== "gelu_new") throw new CheckpointError(`${path}: activation_function "${activation}" is not supported (GPT-2 uses gelu_new, the tanh GELU)`);
+  if (activation !== undefined && activation !== "gelu_new") throw new CheckpointError(`${path}: activation_function ${describeJson(activation)} is not supported (GPT-2 uses gelu_new, the tanh GELU)`);
   const eps = json.layer_norm_epsilon;
-  if (eps !== undefined && (typeof eps !== "number" || Math.abs(eps - 1e-5) > 1e-12)) throw new CheckpointError(`${path}: layer_norm_epsilon ${eps} is not supported (llm.ts uses 1e-5)`);
+  if (eps !== undefined && (typeof eps !== "number" || Math.abs(eps - 1e-5) > 1e-12)) throw new CheckpointError(`${path}: layer_norm_epsilon ${describeJson(eps)} is not supported (llm.ts uses 1e-5)`);
   for (const flag of ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"]) {
     if (json[flag] === true) throw new CheckpointError(`${path}: ${flag} = true is not supported`);
   }

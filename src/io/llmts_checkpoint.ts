@@ -14,6 +14,7 @@ import { closeSync, fstatSync } from "node:fs";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { parameterCount } from "../model/config.ts";
 import { openForReading, writeFileAtomic } from "./atomic.ts";
+import { describeJson } from "./describe_json.ts";
 import { CheckpointError, checkFinite, readExactly } from "./llmc.ts";
 
 export const LLMTS_MAGIC = "LLMTSCKP";
@@ -144,7 +145,7 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
     const config = parseConfig(header.config, path);
     const count = parameterCount(config);
     const step = header.step;
-    if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: header "step" must be a non-negative integer, got ${JSON.stringify(step)}`);
+    if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: header "step" must be a non-negative integer, got ${describeJson(step)}`);
     const entries = parseTensors(header.tensors, path, PREAMBLE_BYTES + jsonBytes, fileBytes, count);
 
     const readTensor = (name: TensorName): Float32Array => {
@@ -195,6 +196,10 @@ function parseConfig(raw: unknown, path: string): GPT2Config {
   if (raw === null || typeof raw !== "object") throw new CheckpointError(`${path}: header has no "config" object`);
   const r = raw as Record<string, unknown>;
   const config = { maxT: r.maxT, V: r.V, Vp: r.Vp, L: r.L, NH: r.NH, C: r.C } as GPT2Config;
+  // Types first: validateConfig prints the value, and an array nested deep enough overflows the stack.
+  for (const [key, value] of Object.entries(config)) {
+    if (typeof value !== "number") throw new CheckpointError(`${path}: header config ${key} must be an integer, got ${describeJson(value)}`);
+  }
   try {
     validateConfig(config, `${path}: header config`);
   } catch (error) {
@@ -218,9 +223,9 @@ function parseTensors(raw: unknown, path: string, jsonEnd: number, fileBytes: nu
     if (e === undefined) continue;
     const { offset, count: n } = e ?? {};
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset % ALIGN_BYTES !== 0 || offset < jsonEnd) {
-      throw new CheckpointError(`${path}: tensor ${name} offset ${JSON.stringify(offset)} must be a multiple of ${ALIGN_BYTES} at or after the header's end (${jsonEnd})`);
+      throw new CheckpointError(`${path}: tensor ${name} offset ${describeJson(offset)} must be a multiple of ${ALIGN_BYTES} at or after the header's end (${jsonEnd})`);
     }
-    if (n !== count) throw new CheckpointError(`${path}: tensor ${name} has ${JSON.stringify(n)} values, the config needs ${count}`);
+    if (n !== count) throw new CheckpointError(`${path}: tensor ${name} has ${describeJson(n)} values, the config needs ${count}`);
     if (offset + count * 4 > fileBytes) throw new CheckpointError(`${path}: truncated: tensor ${name} ends at byte ${offset + count * 4}, the file has ${fileBytes}`);
     entries[name] = { offset, count };
     spans.push([offset, offset + count * 4, name]);

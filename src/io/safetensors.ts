@@ -6,6 +6,7 @@
 // caller's Float32Array, converting F16 and BF16 to F32. The writer writes F32, atomically.
 import { closeSync, fstatSync, readSync } from "node:fs";
 import { openForReading, writeStreamAtomic } from "./atomic.ts";
+import { describeJson } from "./describe_json.ts";
 
 export class SafetensorsError extends Error {
   override name = "SafetensorsError";
@@ -157,10 +158,10 @@ function parseEntry(name: string, entry: unknown, path: string, dataStart: numbe
   if (!(dtype in DTYPE_BYTES)) throw new SafetensorsError(`${where}: unknown dtype "${dtype}"`);
   if (!SUPPORTED.includes(dtype)) throw new SafetensorsError(`${where}: dtype ${dtype} is not supported (only F32, F16 and BF16 are)`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw new SafetensorsError(`${where}: shape ${describeJson(shape)} is not a list of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw new SafetensorsError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+    throw new SafetensorsError(`${where}: data_offsets ${describeJson(offsets)} is not a pair of non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] run backwards`);
