@@ -66,12 +66,12 @@ function f16At(bytes: Uint8Array, offset: number, count: number): Float32Array {
   return out;
 }
 
-/** Index of the first element whose bits differ, or -1 (lengths must match). */
+/** Index of the first element whose bits differ (any NaN equals any NaN: payloads carry nothing), or -1. */
 export function firstDifference(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return 0;
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return i;
   return -1;
 }
 
@@ -203,6 +203,35 @@ export function tokenizerMeaning(bytes: Uint8Array): Expected<TokenizerMeaning> 
 
 // ---- safetensors + config.json ----
 
+/** Keys in the parsed tree (iteratively: trees may be nested 100 000 deep). */
+function keyCount(root: unknown): number {
+  let n = 0;
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== "object") continue;
+    if (Array.isArray(v)) for (const x of v) stack.push(x);
+    else {
+      const entries = Object.entries(v);
+      n += entries.length;
+      for (const [, x] of entries) stack.push(x);
+    }
+  }
+  return n;
+}
+
+/** Whether some object of the text repeats a key: the text holds more keys (strings before a colon) than the parsed tree. */
+function hasRepeatedKey(text: string, parsed: unknown): boolean {
+  // Strings matched left to right tile well-formed JSON exactly (no quote appears outside one).
+  let written = 0;
+  for (const m of text.matchAll(/"(?:[^"\\]|\\.)*"/g)) {
+    let after = m.index! + m[0].length;
+    while (after < text.length && " \t\n\r".includes(text[after])) after++;
+    if (text[after] === ":") written++;
+  }
+  return written !== keyCount(parsed);
+}
+
 export interface SafetensorsTensor {
   dtype: string;
   shape: number[];
@@ -220,6 +249,7 @@ export function safetensorsMeaning(bytes: Uint8Array): Expected<Map<string, Safe
     return no(`header JSON: ${(error as Error).message}`);
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) return no("header is not an object");
+  if (hasRepeatedKey(new TextDecoder().decode(bytes.subarray(8, 8 + length)), header)) return no("a key is repeated (the reference implementation refuses that)");
   const dataStart = 8 + length;
   const tensors = new Map<string, SafetensorsTensor>();
   for (const [name, raw] of Object.entries(header)) {
