@@ -197,10 +197,10 @@ function textEdit(rng: FuzzRandom, text: Uint8Array): [Uint8Array, string] {
       return [encoder.encode(out), `number ${m[0]} at char ${m.index} → ${replacement}`];
     }
     case "cut":
-      return [text.slice(0, at), `JSON cut at byte ${at} of ${text.length}`];
+      return [text.slice(0, at), `cut at byte ${at} of ${text.length}`];
     case "root": {
       const root = rng.pick(["null", "[]", "1", '"x"', "true", "", " ", "{}"]);
-      return [encoder.encode(root), `JSON replaced by ${JSON.stringify(root)}`];
+      return [encoder.encode(root), `replaced by ${JSON.stringify(root)}`];
     }
   }
   return [text, "nothing"];
