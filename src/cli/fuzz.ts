@@ -31,6 +31,8 @@ no crash, no hang, no misread, no silent NaN. Failing cases are shrunk and saved
 A case is: clean (refused, a typed error / exit 2 naming the file or flag), accepted (read, and the
 independent decode, the forward pass and the id checks agree), nan-later (read faithfully, but the
 weights overflow float32: the CLIs stop with an error), or a failure: crash, hang, misread, unclear.
+A check that passes the timeout is run again: only a second timeout is a hang ("retried" counts
+the others, which a busy machine causes).
 `;
 
 async function main(argv: string[]): Promise<number> {

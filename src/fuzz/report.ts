@@ -17,6 +17,7 @@ const COLUMNS: Array<[string, (r: FormatReport) => string]> = [
   ["misreads", (r) => String(r.counts.misread)],
   ["unclear", (r) => String(r.counts.unclear)],
   ["cli-runs", (r) => String(r.cliRuns)],
+  ["retried", (r) => String(r.unconfirmedTimeouts)],
   ["seconds", (r) => r.seconds.toFixed(1)],
 ];
 
@@ -39,7 +40,7 @@ export function reportJson(report: FormatReport): string {
     format: report.format, cases: report.cases,
     clean: report.counts.clean, accepted: report.counts.accepted, nanLater: report.counts.nanLater,
     crashes: report.counts.crash, hangs: report.counts.hang, misreads: report.counts.misread, unclear: report.counts.unclear,
-    cliRuns: report.cliRuns, seconds: Number(report.seconds.toFixed(2)), inProcess: report.inProcess, cli: report.cli,
+    cliRuns: report.cliRuns, unconfirmedTimeouts: report.unconfirmedTimeouts, seconds: Number(report.seconds.toFixed(2)), inProcess: report.inProcess, cli: report.cli,
     failures: report.failures,
   });
 }
