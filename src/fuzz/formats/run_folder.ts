@@ -3,7 +3,7 @@
 // JSONL log (kept up to the resumed step). Seeds are real two-step runs of the trainer; cases
 // mutate the newest checkpoint (bytes and JSON state), the older one, the log, and the folder
 // (extra, partial, missing, swapped or directory "checkpoints", leftover temp files).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../../io/llmts_checkpoint.ts";
 import { setupRun } from "../../train/trainer.ts";
@@ -190,7 +190,8 @@ function newestCheckpoint(dir: string): string | null {
 
 async function check(dir: string): Promise<CheckResult> {
   const newest = newestCheckpoint(dir);
-  const before = newest !== null && existsSync(newest) ? fileBytes(newest) : null;
+  // Read before setupRun (which rewrites the log) for the independent decode; a directory has no bytes.
+  const before = newest !== null && existsSync(newest) && statSync(newest).isFile() ? fileBytes(newest) : null;
   let run;
   try {
     run = setupRun({ resume: "latest", ckptDir: join(dir, RUN), trainData: [join(dir, SEED_DATA_FILE)], steps: STEPS, threads: 1, peakGflops: 1 }, () => {});
