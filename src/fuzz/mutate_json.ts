@@ -15,11 +15,21 @@ export function pathText(path: Path): string {
   return path.length === 0 ? "(root)" : path.join(".");
 }
 
-/** Every path in the tree, the root included. */
-function allPaths(value: Json, prefix: Path = [], out: Path[] = []): Path[] {
-  out.push(prefix);
-  if (Array.isArray(value)) value.forEach((v, i) => allPaths(v, [...prefix, i], out));
-  else if (value !== null && typeof value === "object") for (const [k, v] of Object.entries(value)) allPaths(v, [...prefix, k], out);
+/** Paths are collected this deep at most (a tree nested 200 000 deep would cost depth² memory). */
+const MAX_PATH_DEPTH = 32;
+const MAX_PATHS = 20000;
+
+/** The paths in the tree, the root included (breadth first, bounded in depth and number). */
+function allPaths(root: Json): Path[] {
+  const out: Path[] = [];
+  const queue: Array<[Json, Path]> = [[root, []]];
+  for (let head = 0; head < queue.length && out.length < MAX_PATHS; head++) {
+    const [value, path] = queue[head];
+    out.push(path);
+    if (path.length >= MAX_PATH_DEPTH) continue;
+    if (Array.isArray(value)) value.forEach((v, i) => queue.push([v, [...path, i]]));
+    else if (value !== null && typeof value === "object") for (const [k, v] of Object.entries(value)) queue.push([v, [...path, k]]);
+  }
   return out;
 }
 

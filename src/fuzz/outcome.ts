@@ -69,7 +69,7 @@ export interface CliRun {
 /** Bun's report of an uncaught exception: source excerpt, "at …" frames, "Bun v…" footer. */
 const STACK = /^\s+at .+(:\d+:\d+\)?|\(native\))$|^Bun v\d+\.\d+\.\d+ \(|^\s*\^$/m;
 /** train's numerical-fault stop (exit 1, documented): the run named the step and stopped. */
-const TRAIN_NON_FINITE = /step \d+: the (loss|gradient norm) is (NaN|-?Infinity)/;
+const TRAIN_NON_FINITE = /step \d+: the (loss|gradient norm) is (NaN|-?Infinity)|step \d+: the parameters are not finite/;
 const LOGITS_NON_FINITE = /not finite/;
 
 /** Judges a CLI run on a case whose files live under `where`. */
