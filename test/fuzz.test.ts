@@ -57,6 +57,8 @@ describe("judging CLI runs", () => {
     expect(run(null, "", { timedOut: true }).verdict).toBe("hang");
     expect(run(1, "TypeError: x is not an object\n      at readConfigJson (/src/io/hf.ts:87:22)\n\nBun v1.4.5 (Linux x64)\n").verdict).toBe("crash");
     expect(run(0, "").verdict).toBe("accepted");
+    expect(run(1, "error: step 2: cannot write the checkpoint /tmp/case7/run/ckpt_00000002.llmts (EISDIR)\n").verdict).toBe("clean");
+    expect(run(1, "error: EISDIR: illegal operation on a directory, rename '/tmp/case7/x.tmp' -> '/tmp/case7/x'\n").verdict).toBe("crash");
   });
 });
 

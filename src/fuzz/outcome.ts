@@ -71,6 +71,7 @@ const STACK = /^\s+at .+(:\d+:\d+\)?|\(native\))$|^Bun v\d+\.\d+\.\d+ \(|^\s*\^$
 /** train's numerical-fault stop (exit 1, documented): the run named the step and stopped. */
 const TRAIN_NON_FINITE = /step \d+: the (loss|gradient norm) is (NaN|-?Infinity)|step \d+: the parameters are not finite/;
 const LOGITS_NON_FINITE = /not finite/;
+const WRITE_FAILED = /cannot write .+ \(E[A-Z]+\)/;
 
 /** Judges a CLI run on a case whose files live under `where`. */
 export function judgeCli(run: CliRun, where: string): CheckResult {
@@ -82,6 +83,8 @@ export function judgeCli(run: CliRun, where: string): CheckResult {
   const lines = run.stderr.trim().split("\n").filter((l) => l.trim() !== "" && l.trim() !== "(see --help)");
   const message = lines[lines.length - 1] ?? "";
   if (run.exitCode === 1 && TRAIN_NON_FINITE.test(message)) return { verdict: "nanLater", detail: message };
+  // A write that fails during work (exit 1, the standard's "failure during work"), named with its cause.
+  if (run.exitCode === 1 && WRITE_FAILED.test(message) && message.includes(where)) return { verdict: "clean", detail: message };
   if (run.exitCode !== 2) return { verdict: "crash", detail: `exit ${run.exitCode} (bad input must exit 2): ${tail}` };
   if (!message.includes(where) && !NAMES_FLAG.test(message)) return { verdict: "unclear", detail: `names no file or flag: ${message}` };
   return { verdict: LOGITS_NON_FINITE.test(message) ? "nanLater" : "clean", detail: message };
