@@ -6,10 +6,16 @@ const ROOT = resolve(import.meta.dir, "../..");
 /** Output beyond this is cut (a CLI printing megabytes is judged on the first part). */
 const MAX_OUTPUT_CHARS = 1 << 20;
 
-export async function runCli(args: string[], timeoutMs: number): Promise<CliRun> {
+/**
+ * Runs `bun <script> <args…>` (the script relative to the repository) with `cwd` as its working
+ * folder: a case's own folder, so relative paths a mutated file names (a checkpoint's saved --log
+ * "abc") land there, never in the repository.
+ */
+export async function runCli(args: string[], timeoutMs: number, cwd: string): Promise<CliRun> {
   const started = performance.now();
-  const proc = Bun.spawn(["bun", ...args], {
-    cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+  const [script, ...rest] = args;
+  const proc = Bun.spawn(["bun", resolve(ROOT, script), ...rest], {
+    cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe",
     env: { ...process.env, LLMTS_THREADS: "1", NO_COLOR: "1", LLMTS_DEBUG: "" },
   });
   let timedOut = false;

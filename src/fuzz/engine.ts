@@ -125,7 +125,7 @@ function checkCli(job: Job, target: CliTarget, files: CaseFiles, inProcess: Chec
   return confirmingHangs(async () => {
     const dir = job.scratch.write(files);
     try {
-      const run = await runCli(target.args(dir), timeoutMs);
+      const run = await runCli(target.args(dir), timeoutMs, dir);
       const judged = judgeCli(run, dir);
       if (judged.verdict !== "accepted" || target.afterSuccess === undefined) return judged;
       return target.afterSuccess(run, dir, inProcess) ?? judged;

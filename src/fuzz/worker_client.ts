@@ -27,8 +27,9 @@ export class WorkerClient {
     this.logPath = join(this.scratch, `${this.name}-${this.spawned++}.stderr`);
     let markReady: () => void = () => {};
     const ready = new Promise<void>((r) => (markReady = r));
+    // The worker works in the scratch folder: relative paths a mutated case names land there.
     const proc = Bun.spawn(["bun", WORKER], {
-      stdin: "ignore", stdout: "ignore", stderr: Bun.file(this.logPath),
+      cwd: this.scratch, stdin: "ignore", stdout: "ignore", stderr: Bun.file(this.logPath),
       env: { ...process.env, LLMTS_THREADS: "1", NO_COLOR: "1" },
       serialization: "json",
       ipc: (message: CheckReply) => {
