@@ -51,6 +51,7 @@ describe("judging CLI runs", () => {
     expect(run(2, "error: /tmp/case7/model.bin: header magic is 0\n").verdict).toBe("clean");
     expect(run(2, "error: --seq: 8 exceeds the model's maximum sequence length (4)\n(see --help)\n").verdict).toBe("clean");
     expect(run(2, "generate: the prompt is empty\n").verdict).toBe("unclear");
+    expect(run(2, "warning: something\nerror: /tmp/case7/model.bin: header magic is 0\n").verdict).toBe("unclear");
     expect(run(1, "error: /tmp/case7/model.bin: header magic is 0\n").verdict).toBe("crash");
     expect(run(1, "step 1/1 | loss nan\nerror: step 1: the loss is NaN; stopping (last checkpoint: none this session)\n").verdict).toBe("nanLater");
     expect(run(null, "", { signal: "SIGSEGV" }).verdict).toBe("crash");

@@ -87,5 +87,6 @@ export function judgeCli(run: CliRun, where: string): CheckResult {
   if (run.exitCode === 1 && WRITE_FAILED.test(message) && message.includes(where)) return { verdict: "clean", detail: message };
   if (run.exitCode !== 2) return { verdict: "crash", detail: `exit ${run.exitCode} (bad input must exit 2): ${tail}` };
   if (!message.includes(where) && !NAMES_FLAG.test(message)) return { verdict: "unclear", detail: `names no file or flag: ${message}` };
+  if (lines.length > 1) return { verdict: "unclear", detail: `${lines.length} lines on stderr, not one: ${tail}` };
   return { verdict: LOGITS_NON_FINITE.test(message) ? "nanLater" : "clean", detail: message };
 }
