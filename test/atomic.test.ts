@@ -1,12 +1,17 @@
 // Atomic writes (src/io/atomic.ts) and the llm.c checkpoint writer built on them: the new file
 // replaces the old one by rename (a reader holding the old file keeps seeing it whole), a failed
-// write leaves the old file and no temp file behind.
+// write leaves the old file and no temp file behind. And the readers' shared open.
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileAtomic } from "../src/io/atomic.ts";
+import { readTokenFile, TokenFileError } from "../src/data/token_file.ts";
+import { readTokenizerFile, TokenizerFileError } from "../src/data/tokenizer_file.ts";
+import { openForReading, writeFileAtomic } from "../src/io/atomic.ts";
+import { CheckpointError } from "../src/io/checks.ts";
 import { readLlmcCheckpoint, writeLlmcCheckpoint } from "../src/io/llmc.ts";
+import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
+import { SafetensorsError, SafetensorsFile } from "../src/io/safetensors.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
 
@@ -73,5 +78,27 @@ describe("writeLlmcCheckpoint is atomic", () => {
     }
     expect(Buffer.from(readLlmcCheckpoint(path).params.buffer).equals(Buffer.from(second.params.buffer))).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes("model.bin"))).toEqual(["model.bin"]);
+  });
+});
+
+// Found by the fuzzer: a directory where a file was expected opened fine and then every reader
+// threw a raw "EISDIR: illegal operation on a directory" from its first read.
+describe("openForReading", () => {
+  test("a directory (or a missing file) is refused by every reader, naming the path", () => {
+    const folder = join(dir, "not-a-file.bin");
+    mkdirSync(folder);
+    const readers: Array<[string, (path: string) => unknown, new (message: string) => Error]> = [
+      ["llm.c model", readLlmcCheckpoint, CheckpointError],
+      ["llm.ts checkpoint", readLlmtsCheckpoint, CheckpointError],
+      ["token file", readTokenFile, TokenFileError],
+      ["tokenizer file", readTokenizerFile, TokenizerFileError],
+      ["safetensors", (p) => SafetensorsFile.open(p), SafetensorsError],
+    ];
+    for (const [, read, type] of readers) {
+      expect(() => read(folder)).toThrow(type);
+      expect(() => read(folder)).toThrow(`${folder}: cannot open (not a regular file)`);
+      expect(() => read(join(dir, "absent.bin"))).toThrow(`${join(dir, "absent.bin")}: cannot open (ENOENT)`);
+    }
+    expect(() => openForReading(folder, (m) => new Error(m))).toThrow(/not a regular file/);
   });
 });

@@ -285,6 +285,21 @@ describe("bun run generate", () => {
     expect(missing.stderr.toString()).toMatch(/no such file/);
   });
 
+  // Found by the fuzzer: finite weights whose forward pass overflows float32 gave NaN logits, and
+  // greedy sampling printed tokens from them (argmax picks an infinite logit) with exit 0.
+  test("weights that overflow float32 stop generation with exit 2 naming the checkpoint", () => {
+    const weights = randomWeights(config, 9, { std: 0.3 });
+    weights.tensors.lnfb.fill(3e38); // finite, but the logits (≈ Σ wte·3e38) overflow
+    const overflowing = join(dir, "overflowing.bin");
+    writeLlmcCheckpoint(overflowing, weights);
+    for (const temperature of ["0", "1"]) {
+      const p = Bun.spawnSync(["bun", "src/cli/generate.ts", "--ckpt", overflowing, "--threads", "1", "--prompt-tokens", "1,2", "--temperature", temperature], { cwd: root });
+      expect(p.exitCode).toBe(2);
+      expect(p.stderr.toString()).toContain(`generate: ${overflowing}: the model's logits are not finite`);
+      expect(p.stdout.toString()).toBe("");
+    }
+  });
+
   test("--json is reproducible per seed, its text matches the streamed text, and a full context stops early", () => {
     const args = ["--prompt", "Hello, world", "--max-new-tokens", "40", "--temperature", "1", "--seed", "5"];
     const a = run(...args, "--json");

@@ -14,7 +14,7 @@ import { loadWeights, resolveWeightsPath } from "../src/io/load_weights.ts";
 import { randomWeights } from "../src/model/init.ts";
 import { GPT2Weights, parameterLayout } from "../src/model/weights.ts";
 import type { GPT2Config } from "../src/model/config.ts";
-import { type Dtype, quantize, type RawTensor, writeHfFolder } from "./helpers/hf_folder.ts";
+import { type Dtype, hfConfigJson, quantize, type RawTensor, writeHfFolder } from "./helpers/hf_folder.ts";
 import { randomTokens } from "./helpers/random.ts";
 
 // Odd sizes: V not a multiple of 128 (padding rows), C/NH = 10 (not a multiple of 8).
@@ -113,10 +113,46 @@ describe("readHuggingFaceFolder", () => {
       writeHfFolder(hf, CONFIG, weights("F32"), { editConfig });
       expect(() => readHuggingFaceFolder(hf)).toThrow(message);
     }
+    // Found by the fuzzer: these messages recursed through a deeply nested value and overflowed
+    // the stack (JSON.parse reads it; JSON.stringify and template strings recurse).
+    const deep = "[".repeat(100000) + "]".repeat(100000);
+    for (const [key, message] of [
+      ["layer_norm_epsilon", /layer_norm_epsilon \[\[\[\[…\]\]\]\] is not supported/],
+      ["activation_function", /activation_function \[\[\[\[…\]\]\]\] is not supported/],
+      ["n_embd", /n_embd must be a positive integer, got \[\[\[\[…\]\]\]\]/],
+    ] as const) {
+      const hf = folder();
+      writeHfFolder(hf, CONFIG, weights("F32"));
+      const text = readFileSync(join(hf, "config.json"), "utf8");
+      writeFileSync(join(hf, "config.json"), text.replace(new RegExp(`"${key}":("[^"]*"|[^,}]*)`), `"${key}":${deep}`));
+      expect(() => readHuggingFaceFolder(hf)).toThrow(message);
+    }
     const noWeights = folder();
     writeHfFolder(noWeights, CONFIG, weights("F32"));
     writeFileSync(join(noWeights, "config.json"), "{not json");
-    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid JSON/);
+    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid UTF-8 JSON/);
+    // Found by the fuzzer: invalid UTF-8 inside a string value was decoded to U+FFFD and accepted.
+    const json = Buffer.from(JSON.stringify({ ...hfConfigJson(CONFIG), model_type: "gpt2" }));
+    const at = json.indexOf("gpt2");
+    json[at + 1] = 0xff;
+    writeFileSync(join(noWeights, "config.json"), json);
+    expect(() => readHuggingFaceFolder(noWeights)).toThrow(/config\.json: not valid UTF-8 JSON/);
+    // Found by the fuzzer: a JSON root other than an object was read as one (TypeError on null).
+    for (const [text, what] of [["null", "null"], ["[1, 2]", "an array"], ["12", "number"], ['"gpt2"', "string"]]) {
+      writeFileSync(join(noWeights, "config.json"), text);
+      expect(() => readHuggingFaceFolder(noWeights)).toThrow(new RegExp(`config\\.json: not a JSON object \\(${what}\\)`));
+    }
+  });
+
+  // Found by the fuzzer: the parameter buffer was allocated from config.json's shapes before the
+  // file was checked to hold them, so a config.json claiming a huge model threw "RangeError: Out of memory".
+  test("a config.json far larger than the safetensors file is refused before anything is allocated", () => {
+    const hf = folder();
+    writeHfFolder(hf, CONFIG, weights("F32"), { editConfig: (j) => { j.n_layer = 1024; j.n_embd = 65535; j.n_head = 5; } });
+    expect(() => readHuggingFaceFolder(hf)).toThrow(/model\.safetensors: tensor "wte\.weight" has shape \[97, 30\], config\.json implies \[97, 65535\]/);
+    const deeper = folder();
+    writeHfFolder(deeper, CONFIG, weights("F32"), { editConfig: (j) => { j.n_layer = 1000; } });
+    expect(() => readHuggingFaceFolder(deeper)).toThrow(/missing tensor "h\.2\.ln_1\.weight"/);
   });
 
   test("n_ctx is accepted when n_positions is absent", () => {

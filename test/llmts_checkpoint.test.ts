@@ -130,11 +130,54 @@ describe("llm.ts checkpoint", () => {
     }
   });
 
+  // Found by the fuzzer: an error about a value nested deep enough overflowed the stack while its
+  // message was written (JSON.stringify and template strings recurse; JSON.parse does not).
+  test("values nested 200 000 deep are refused with a short description", () => {
+    const deep = "[".repeat(200000) + "]".repeat(200000);
+    const withRawHeader = (name: string, edit: (text: string) => string): string =>
+      corrupt(name, (bytes) => {
+        const J = new DataView(bytes.buffer).getUint32(12, true);
+        const json = new TextEncoder().encode(edit(new TextDecoder().decode(bytes.subarray(16, 16 + J))));
+        const out = new Uint8Array(16 + json.length + bytes.length - 16 - J);
+        out.set(bytes.subarray(0, 16));
+        new DataView(out.buffer).setUint32(12, json.length, true);
+        out.set(json, 16);
+        out.set(bytes.subarray(16 + J), 16 + json.length);
+        return out;
+      });
+    const cases: Array<[string, RegExp]> = [
+      [withRawHeader("deep-step", (t) => t.replace(/"step":\d+/, `"step":${deep}`)), /header "step" must be a non-negative integer, got \[\[\[\[…\]\]\]\]/],
+      [withRawHeader("deep-config", (t) => t.replace(/"C":\d+/, `"C":${deep}`)), /header config C must be an integer, got \[\[\[\[…\]\]\]\]/],
+      [withRawHeader("deep-offset", (t) => t.replace(/"offset":\d+/, `"offset":${deep}`)), /tensor params offset \[\[\[\[…\]\]\]\] must be a multiple of 64/],
+    ];
+    for (const [path, message] of cases) {
+      expect(() => readLlmtsCheckpoint(path)).toThrow(message);
+      expect(() => readLlmtsCheckpoint(path)).toThrow(path);
+    }
+  });
+
   test("non-finite parameters are rejected, naming the tensor", () => {
     const bad = params.slice();
     bad[count - 1] = NaN; // the last element belongs to lnfb
     const path = join(dir, "nan.ckpt");
     writeLlmtsCheckpoint(path, { weights: new GPT2Weights(config, bad), step: 1 });
     expect(() => readLlmtsCheckpoint(path)).toThrow(/lnfb has a non-finite value/);
+  });
+
+  // Found by the fuzzer: a NaN or a negative value in a moment was resumed, the first update made
+  // every parameter NaN, and the run saved a checkpoint that no longer read.
+  test("non-finite or negative AdamW moments are rejected when the moments are read", () => {
+    const cases: Array<[string, Float32Array, Float32Array, RegExp]> = [
+      ["m-nan", m.map((x, i) => (i === 5 ? NaN : x)), v, /adam_m has a non-finite value \(NaN\) at element 5/],
+      ["v-inf", m, v.map((x, i) => (i === 9 ? Infinity : x)), /adam_v has a non-finite value \(Infinity\) at element 9/],
+      ["v-negative", m, v.map((x, i) => (i === 0 ? -1e-3 : x)), /adam_v has a negative value .* at element 0/],
+    ];
+    for (const [name, mm, vv, message] of cases) {
+      const path = join(dir, `${name}.ckpt`);
+      writeLlmtsCheckpoint(path, { weights, m: mm, v: vv, step: 1 });
+      expect(() => readLlmtsCheckpoint(path, { optimizer: true })).toThrow(message);
+      expect(() => readLlmtsCheckpoint(path, { optimizer: true })).toThrow(path);
+      expect(readLlmtsCheckpoint(path, { optimizer: false }).weights.params).toEqual(params); // inference needs only the weights
+    }
   });
 });

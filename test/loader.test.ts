@@ -101,6 +101,44 @@ describe("shuffled", () => {
     expect(() => loader(path, 2, 4, true).restore(saved)).toThrow(/data differs/);
     expect(() => loader(path, 4, 4, true).restore(null)).toThrow(/no loader state/);
   });
+
+  // Found by the fuzzer (a checkpoint's loader state mutated): the errors named no checkpoint, a
+  // non-boolean "shuffle" was reported as "the checkpoint was shuffled, this run is shuffled", a
+  // bad epochRng threw a plain Error, files: 5 threw a TypeError, and a position inside a batch
+  // was resumed from.
+  test("restore refuses every malformed field, naming the checkpoint and the field", () => {
+    for (const shuffle of [true, false]) {
+      const saved = loader(path, 4, 4, shuffle, 3).state();
+      const cases: Array<[Record<string, unknown>, RegExp]> = [
+        [{ shuffle: "yes" }, /"shuffle" is "yes", not true or false/],
+        [{ files: 5 }, /"files" is 5, not a list of paths/],
+        [{ files: [[["a"]]] }, /"files" is \[\[\["a"\]\]\], not a list of paths/],
+        [{ windows: "40" }, /the data differs/],
+        [{ epoch: -1 }, /epoch\/cursor -1\/\d+ out of range/],
+        [{ cursor: 41 }, /epoch\/cursor \d+\/41 out of range/],
+        [{ shard: 1 }, /shard\/position 1\/\d+ is not a batch start/],
+        [{ position: 17 }, /shard\/position 0\/17 is not a batch start/],
+      ];
+      if (shuffle) cases.push([{ epochRng: [1, 2, 3, "x"] }, /"epochRng" is \[1,2,3,"x"\], not four uint32 words/], [{ epochRng: [0, 0, 0, 0] }, /"epochRng" is \[0,0,0,0\]/]);
+      for (const [edit, message] of cases) {
+        const resumed = loader(path, 4, 4, shuffle, 3);
+        let error: unknown;
+        try {
+          resumed.restore({ ...saved, ...edit }, "/runs/x/ckpt_00000002.llmts");
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(DataError);
+        expect((error as Error).message).toStartWith("/runs/x/ckpt_00000002.llmts: cannot resume the data loader: ");
+        expect((error as Error).message).toMatch(message);
+      }
+    }
+  });
+
+  test("file patterns that are not strings are refused by name", () => {
+    expect(() => loader(5 as unknown as string, 4, 4)).toThrow(/train data: 5 is not a list of file patterns/);
+    expect(() => loader([path, 7] as unknown as string[], 4, 4)).toThrow(DataError);
+  });
 });
 
 describe("errors before training, naming the file", () => {

@@ -93,12 +93,27 @@ describe("safetensors reader", () => {
     ["overlapping tensors", () => rawSafetensors(header({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }), [f32(1, 2, 3)]), /tensor "b" overlaps tensor "a"/],
     ["missing data_offsets", () => rawSafetensors(header({ w: { dtype: "F32", shape: [1] } }), [f32(1)]), /tensor "w": data_offsets undefined is not a pair/],
     ["non-string metadata", () => rawSafetensors(header({ __metadata__: { n: 1 } }), []), /__metadata__ must map strings to strings/],
+    // Found by the fuzzer: a repeated key was read as its last copy (JSON.parse); the reference
+    // implementation refuses such headers, so two readers would see two different files.
+    ["a tensor listed twice", () => rawSafetensors(`{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, [f32(1, 2)]), /header lists the key "w" twice in one object/],
+    ["a field repeated inside an entry", () => rawSafetensors(`{"w":{"dtype":"F16","shape":[1],"dtype":"F32","data_offsets":[0,4]}}`, [f32(1)]), /header lists the key "dtype" twice/],
+    ["a repeated key spelled with an escape", () => rawSafetensors(`{"__metadata__":{"a":"x","\\u0061":"y"}}`, []), /header lists the key "a" twice/],
+    // Found by the fuzzer: writing these errors recursed through the value and overflowed the stack.
+    ["a shape nested 200 000 deep", () => rawSafetensors(`{"w":{"dtype":"F32","shape":${"[".repeat(200000)}${"]".repeat(200000)},"data_offsets":[0,4]}}`, [f32(1)]), /tensor "w": shape \[\[\[\[…\]\]\]\] is not a list/],
+    ["data_offsets nested 200 000 deep", () => rawSafetensors(`{"w":{"dtype":"F32","shape":[1],"data_offsets":${"[".repeat(200000)}${"]".repeat(200000)}}}`, [f32(1)]), /tensor "w": data_offsets \[\[\[\[…\]\]\]\] is not a pair/],
   ];
   for (const [what, bytes, message] of cases) {
     test(`rejects ${what}`, () => {
       expect(() => open(file(bytes()))).toThrow(message);
     });
   }
+
+  test("keys repeated in different objects are fine; strings that look like keys are not keys", () => {
+    const path = file(rawSafetensors(`{"__metadata__":{"w":"b","x":"\\"w\\":"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, [f32(1, 2)]));
+    const f = SafetensorsFile.open(path);
+    expect([...f.tensors.keys()]).toEqual(["w", "b"]);
+    f.close();
+  });
 
   test("rejects a truncated file, naming the tensor that no longer fits", () => {
     const bytes = good();

@@ -3,6 +3,8 @@
 // and a resumed run continues the same stream bit for bit. Every consumer — weight init, the data
 // shuffle, token sampling, test data — draws from an Rng; no other generator exists.
 
+import { describeJson } from "./describe_json.ts";
+
 export type RngState = [number, number, number, number];
 
 const TWO_POW_32 = 4294967296;
@@ -51,7 +53,7 @@ export class Rng {
   setState(state: unknown): void {
     const ok = Array.isArray(state) && state.length === 4 && state.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff);
     if (!ok || (state as number[]).every((w) => w === 0)) {
-      throw new Error(`invalid rng state ${JSON.stringify(state)}: expected four uint32 words, not all zero`);
+      throw new Error(`invalid rng state ${describeJson(state)}: expected four uint32 words, not all zero`);
     }
     this.s.set(state as number[]);
     this.spareNormal = NaN;

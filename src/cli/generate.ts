@@ -3,12 +3,12 @@
 // arrive (only whole UTF-8 characters are printed; a token may end inside one). Timing goes to
 // stderr. Exit codes (src/base/errors.ts): 0 done, 2 bad arguments/prompt/checkpoint, 1 anything else.
 import { parseArgs } from "node:util";
-import { EXIT } from "../base/errors.ts";
+import { EXIT, InputError } from "../base/errors.ts";
 import { encode } from "../data/tokenizer.ts";
 import { maxThreads, setThreads, threadCount } from "../ffi.ts";
-import { InferenceEngine } from "../infer/engine.ts";
+import { InferenceEngine, InferenceError } from "../infer/engine.ts";
 import { generate } from "../infer/generate.ts";
-import type { SamplingOptions } from "../infer/sampling.ts";
+import { SamplingError, type SamplingOptions } from "../infer/sampling.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { EOT_TOKEN } from "../model/config.ts";
@@ -34,6 +34,24 @@ const HELP = `usage: bun run generate --ckpt PATH (--prompt TEXT | --prompt-toke
 Prints the continuation only (not the prompt). Stops at <|endoftext|> (not printed; listed in
 --json tokens), after --max-new-tokens, or when prompt + generated reaches the model's context
 (maxT): a prompt of maxT tokens or more is an error. Bad input exits 2, other failures 1.`;
+
+/**
+ * The engine, refusing logits that are not finite: a checkpoint can hold finite weights that
+ * overflow float32 in the forward pass, and sampling from NaN would print tokens silently.
+ */
+/**
+ * Runs `work`; a prompt that does not fit this checkpoint (its context, its vocabulary) or logits
+ * that are not finite (weights that overflow float32) are bad input naming the checkpoint.
+ */
+function namingCheckpoint<T>(ckpt: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (!(error instanceof InferenceError || error instanceof SamplingError)) throw error;
+    const message = error.message.startsWith(ckpt) ? error.message : `${ckpt}: ${error.message}`;
+    throw new InputError(message);
+  }
+}
 
 interface Args {
   ckpt: string;
@@ -92,7 +110,7 @@ export function main(argv: string[]): number {
   const stream = new TokenTextStream();
   const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
   let text = "";
-  const result = generate(engine, args.prompt, {
+  const result = namingCheckpoint(args.ckpt, () => generate(engine, args.prompt, {
     maxNewTokens: args.maxNewTokens, sampling: args.sampling, seed: args.seed, stopToken,
     onToken: (token) => {
       if (token === stopToken) return;
@@ -100,7 +118,7 @@ export function main(argv: string[]): number {
       text += piece;
       if (!args.json) process.stdout.write(piece);
     },
-  });
+  }));
   const tail = stream.flush();
   text += tail;
   if (args.json) {

@@ -22,6 +22,7 @@ import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { InputError } from "../base/errors.ts";
 import { Rng, type RngState } from "../base/rng.ts";
+import { describeJson } from "../base/describe_json.ts";
 import { readTokenFile, TokenFileError } from "./token_file.ts";
 
 export class DataError extends InputError {
@@ -62,6 +63,8 @@ export interface LoaderState {
 /** Expands globs (sorted, deduplicated); a pattern matching nothing is an error naming it. */
 export function expandFiles(patterns: string | string[], label: string): string[] {
   const list = typeof patterns === "string" ? [patterns] : patterns;
+  // Patterns can come from a checkpoint's saved options: anything but strings is refused by name.
+  if (!Array.isArray(list) || !list.every((p) => typeof p === "string")) throw new DataError(`${label} data: ${describeJson(patterns)} is not a list of file patterns`);
   const out = new Set<string>();
   for (const pattern of list) {
     if (existsSync(pattern) && statSync(pattern).isFile()) {
@@ -201,20 +204,30 @@ export class TokenLoader {
     };
   }
 
-  restore(raw: unknown): void {
+  /** Continues from `state()` of an earlier run; `source` (the checkpoint's path) names it in errors. */
+  restore(raw: unknown, source = "the checkpoint"): void {
     const state = raw as Partial<LoaderState> | null;
-    const bad = (why: string) => new DataError(`cannot resume the data loader: ${why}`);
-    if (state === null || typeof state !== "object") throw bad("no loader state in the checkpoint");
+    const bad = (why: string) => new DataError(`${source}: cannot resume the data loader: ${why}`);
+    if (state === null || typeof state !== "object" || Array.isArray(state)) throw bad("no loader state in the checkpoint");
+    if (typeof state.shuffle !== "boolean") throw bad(`"shuffle" is ${describeJson(state.shuffle)}, not true or false`);
     if (state.shuffle !== this.shuffle) throw bad(`the checkpoint was ${state.shuffle ? "shuffled" : "unshuffled"}, this run is ${this.shuffle ? "shuffled" : "unshuffled"} (use the same --no-shuffle setting)`);
+    if (!Array.isArray(state.files) || !state.files.every((f) => typeof f === "string")) throw bad(`"files" is ${describeJson(state.files)}, not a list of paths`);
     // File names, not full paths: a data folder that moved (or a repo checked out elsewhere) still resumes.
-    const names = (files: unknown) => (Array.isArray(files) ? files.map((f) => basename(String(f))) : null);
-    if (state.windows !== this.batchesPerEpoch || JSON.stringify(names(state.files)) !== JSON.stringify(names(this.files))) {
+    const names = (files: string[]) => files.map((f) => basename(f)).join("\n");
+    if (state.windows !== this.batchesPerEpoch || names(state.files) !== names(this.files)) {
       const shape = this.worldSize === 1 ? `${this.B}×${this.T}` : `${this.worldSize}·${this.B}×${this.T} (${this.worldSize} ranks)`;
-      throw bad(`the data differs from the checkpoint's (${JSON.stringify(state.files)}, ${state.windows} batches of ${shape} per epoch; now ${this.batchesPerEpoch})`);
+      throw bad(`the data differs from the checkpoint's (${describeJson(state.files)}, ${describeJson(state.windows)} batches of ${shape} per epoch; now ${this.batchesPerEpoch})`);
     }
     const int = (x: unknown, max: number) => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= max;
-    if (!int(state.epoch, Number.MAX_SAFE_INTEGER) || !int(state.cursor, this.batchesPerEpoch)) throw bad("epoch/cursor out of range");
-    if (!int(state.shard, this.shards.length - 1) || !int(state.position, this.shards[state.shard as number].length)) throw bad("shard/position out of range");
+    if (!int(state.epoch, Number.MAX_SAFE_INTEGER) || !int(state.cursor, this.batchesPerEpoch)) throw bad(`epoch/cursor ${describeJson(state.epoch)}/${describeJson(state.cursor)} out of range`);
+    if (!int(state.shard, this.shards.length - 1) || !int(state.position, this.shards[state.shard as number].length) || (state.position as number) % (this.B * this.T) !== 0) {
+      throw bad(`shard/position ${describeJson(state.shard)}/${describeJson(state.position)} is not a batch start of this data`);
+    }
+    const words = state.epochRng;
+    const isWord = (w: unknown) => Number.isInteger(w) && (w as number) >= 0 && (w as number) <= 0xffffffff;
+    if (this.shuffle && (!Array.isArray(words) || words.length !== 4 || !words.every(isWord) || words.every((w) => w === 0))) {
+      throw bad(`"epochRng" is ${describeJson(words)}, not four uint32 words (not all zero)`);
+    }
     this.epoch = state.epoch!;
     this.cursor = state.cursor!;
     this.shard = state.shard!;

@@ -29,6 +29,7 @@ export function validateSampling(options: SamplingOptions): void {
   if (!Number.isFinite(topP) || topP <= 0 || topP > 1) throw new SamplingError(`top-p must be in (0, 1] (1 = off), got ${topP}`);
 }
 
+/** The id of the largest of the first V logits (lowest id on ties); non-finite logits are refused. */
 export function argmax(logits: Float32Array, V: number): number {
   checkLogits(logits, V);
   let best = 0;
@@ -36,8 +37,13 @@ export function argmax(logits: Float32Array, V: number): number {
   return best;
 }
 
+/** V must fit the logits, and the first V must be finite (NaN/±Inf: weights that overflow float32). */
 function checkLogits(logits: Float32Array, V: number): void {
   if (!Number.isInteger(V) || V < 1 || V > logits.length) throw new SamplingError(`V (${V}) must be from 1 to the logits' length ${logits.length}`);
+  for (let i = 0; i < V; i++) {
+    const x = logits[i];
+    if (x - x !== 0) throw new SamplingError(`the model's logits are not finite (${x} for token ${i})`);
+  }
 }
 
 /** The tokens that can be sampled (ascending ids) and their normalised probabilities. */
@@ -65,7 +71,6 @@ export function samplingDistribution(logits: Float32Array, V: number, options: S
 function unnormalised(logits: Float32Array, V: number, temperature: number, out: Float64Array): Float64Array {
   let max = -Infinity;
   for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
-  if (!Number.isFinite(max)) throw new SamplingError(`logits are not finite (max ${max})`);
   const scale = 1 / temperature;
   for (let i = 0; i < V; i++) out[i] = Math.exp((logits[i] - max) * scale);
   return out;

@@ -8,7 +8,7 @@
 // makes the process SIGKILL itself during the n-th (1-based) atomic write of a file whose name
 // matches <regex>, at <point>: a byte count of the data written so far, "fsync" (all data written,
 // before the fsync), "rename" (before the rename) or "renamed" (after it, before the directory sync).
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 /** A file could not be written (a failure during the work, not bad input: exit 1). */
@@ -166,13 +166,22 @@ export function removeStaleTemps(dir: string): string[] {
   return removed;
 }
 
-/** Opens `path` for reading, or throws `makeError("<path>: cannot open (<code>)")`. */
+/**
+ * Opens the regular file `path` for reading, or throws `makeError("<path>: cannot open (<code>)")`
+ * (a directory opens on Linux, but every read of it fails with EISDIR: refused here, by name).
+ */
 export function openForReading(path: string, makeError: (message: string) => Error): number {
+  let fd: number;
   try {
-    return openSync(path, "r");
+    fd = openSync(path, "r");
   } catch (error) {
     throw makeError(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw makeError(`${path}: cannot open (not a regular file)`);
+  }
+  return fd;
 }
 
 // ---- fault injection (tests only; see the header) ----

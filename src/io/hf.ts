@@ -11,6 +11,7 @@ import { EOT_TOKEN, type GPT2Config, padVocab, validateConfig } from "../model/c
 import { type BlockTensorName, GPT2Weights, type ParameterName } from "../model/weights.ts";
 import { makeFolder, removeFile, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, checkFinite } from "./checks.ts";
+import { describeJson } from "../base/describe_json.ts";
 import { SafetensorsError, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 
 export const HF_CONFIG_FILE = "config.json";
@@ -67,22 +68,25 @@ function readConfigJson(dir: string): GPT2Config {
   if (!existsSync(path)) throw new CheckpointError(`${dir}: no ${HF_CONFIG_FILE} (a Hugging Face GPT-2 folder has config.json and model.safetensors)`);
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(readFileSync(path, "utf8"));
+    // Strict UTF-8 (as transformers opens it): a lenient decode would read a damaged file's
+    // invalid bytes as U+FFFD and accept it.
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path)));
   } catch (error) {
-    throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
+    throw new CheckpointError(`${path}: not valid UTF-8 JSON (${(error as Error).message})`);
   }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) throw new CheckpointError(`${path}: not a JSON object (${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json})`);
   const field = (...names: string[]): number => {
     for (const name of names) if (json[name] !== undefined) {
       const value = json[name];
-      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new CheckpointError(`${path}: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new CheckpointError(`${path}: ${name} must be a positive integer, got ${describeJson(value)}`);
       return value;
     }
     throw new CheckpointError(`${path}: missing ${names.join(" or ")}`);
   };
   const activation = json.activation_function;
-  if (activation !== undefined && activation !== "gelu_new") throw new CheckpointError(`${path}: activation_function "${activation}" is not supported (GPT-2 uses gelu_new, the tanh GELU)`);
+  if (activation !== undefined && activation !== "gelu_new") throw new CheckpointError(`${path}: activation_function ${describeJson(activation)} is not supported (GPT-2 uses gelu_new, the tanh GELU)`);
   const eps = json.layer_norm_epsilon;
-  if (eps !== undefined && (typeof eps !== "number" || Math.abs(eps - 1e-5) > 1e-12)) throw new CheckpointError(`${path}: layer_norm_epsilon ${eps} is not supported (llm.ts uses 1e-5)`);
+  if (eps !== undefined && (typeof eps !== "number" || Math.abs(eps - 1e-5) > 1e-12)) throw new CheckpointError(`${path}: layer_norm_epsilon ${describeJson(eps)} is not supported (llm.ts uses 1e-5)`);
   for (const flag of ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"]) {
     if (json[flag] === true) throw new CheckpointError(`${path}: ${flag} = true is not supported`);
   }
@@ -120,16 +124,23 @@ export function readHuggingFaceFolder(dir: string): GPT2Weights {
     throw error instanceof SafetensorsError ? new CheckpointError(error.message) : error;
   }
   try {
-    const weights = new GPT2Weights(config); // zero: the padded wte rows stay zero
+    // Every name and shape first: the file's header is bounded by its size, config.json is not, so
+    // nothing is allocated for config.json's shapes before the file is known to hold them.
     const used = new Set<string>();
-    let scratch = new Float32Array(0);
+    const names = new Map<Mapping, string>();
     for (const m of mappings(config)) {
       const name = resolveName(file, m.hfName);
       used.add(name);
+      names.set(m, name);
       const info = file.info(name);
       if (info.shape.length !== m.hfShape.length || info.shape.some((d, i) => d !== m.hfShape[i])) {
         throw new CheckpointError(`${weightsPath}: tensor "${name}" has shape [${info.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
       }
+    }
+    const weights = new GPT2Weights(config); // zero: the padded wte rows stay zero
+    let scratch = new Float32Array(0);
+    for (const [m, name] of names) {
+      const info = file.info(name);
       const target = destination(weights, m);
       if (!m.transpose) {
         file.readInto(name, target);

@@ -15,6 +15,7 @@ import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { GPT2Weights, parameterCount } from "../model/weights.ts";
 import { openForReading, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, checkFinite, readCheckpointBytes } from "./checks.ts";
+import { describeJson } from "../base/describe_json.ts";
 
 export const LLMTS_MAGIC = "LLMTSCKP";
 export const LLMTS_VERSION = 1;
@@ -141,7 +142,7 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
     const config = parseConfig(header.config, path);
     const count = parameterCount(config);
     const step = header.step;
-    if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: header "step" must be a non-negative integer, got ${JSON.stringify(step)}`);
+    if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: header "step" must be a non-negative integer, got ${describeJson(step)}`);
     const entries = parseTensors(header.tensors, path, PREAMBLE_BYTES + jsonBytes, fileBytes, count);
 
     const readTensor = (name: TensorName): Float32Array => {
@@ -159,10 +160,26 @@ export function readLlmtsCheckpoint(path: string, options: { optimizer?: boolean
     if (options.optimizer !== false && hasMoments) {
       result.m = readTensor("adam_m");
       result.v = readTensor("adam_v");
+      checkMoments(result.m, result.v, path);
     }
     return result;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * AdamW's moments must be finite and the second one non-negative (it is a running mean of squared
+ * gradients): anything else turns the first update's parameters into NaN.
+ */
+function checkMoments(m: Float32Array, v: Float32Array, path: string): void {
+  for (let i = 0; i < m.length; i++) {
+    const x = m[i];
+    if (x - x !== 0) throw new CheckpointError(`${path}: tensor adam_m has a non-finite value (${x}) at element ${i}`);
+  }
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (!(x >= 0 && x < Infinity)) throw new CheckpointError(`${path}: tensor adam_v has ${x < 0 ? "a negative" : "a non-finite"} value (${x}) at element ${i}; AdamW's second moment is finite and ≥ 0`);
   }
 }
 
@@ -176,6 +193,10 @@ function parseConfig(raw: unknown, path: string): GPT2Config {
   if (raw === null || typeof raw !== "object") throw new CheckpointError(`${path}: header has no "config" object`);
   const r = raw as Record<string, unknown>;
   const config = { maxT: r.maxT, V: r.V, Vp: r.Vp, L: r.L, NH: r.NH, C: r.C } as GPT2Config;
+  // Types first: validateConfig prints the value, and an array nested deep enough overflows the stack.
+  for (const [key, value] of Object.entries(config)) {
+    if (typeof value !== "number") throw new CheckpointError(`${path}: header config ${key} must be an integer, got ${describeJson(value)}`);
+  }
   try {
     validateConfig(config, `${path}: header config`);
   } catch (error) {
@@ -199,9 +220,9 @@ function parseTensors(raw: unknown, path: string, jsonEnd: number, fileBytes: nu
     if (e === undefined) continue;
     const { offset, count: n } = e ?? {};
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset % ALIGN_BYTES !== 0 || offset < jsonEnd) {
-      throw new CheckpointError(`${path}: tensor ${name} offset ${JSON.stringify(offset)} must be a multiple of ${ALIGN_BYTES} at or after the header's end (${jsonEnd})`);
+      throw new CheckpointError(`${path}: tensor ${name} offset ${describeJson(offset)} must be a multiple of ${ALIGN_BYTES} at or after the header's end (${jsonEnd})`);
     }
-    if (n !== count) throw new CheckpointError(`${path}: tensor ${name} has ${JSON.stringify(n)} values, the config needs ${count}`);
+    if (n !== count) throw new CheckpointError(`${path}: tensor ${name} has ${describeJson(n)} values, the config needs ${count}`);
     if (offset + count * 4 > fileBytes) throw new CheckpointError(`${path}: truncated: tensor ${name} ends at byte ${offset + count * 4}, the file has ${fileBytes}`);
     entries[name] = { offset, count };
     spans.push([offset, offset + count * 4, name]);

@@ -8,6 +8,7 @@ import { closeSync, fstatSync } from "node:fs";
 import { InputError } from "../base/errors.ts";
 import { readExactly as readExactlyOr } from "../base/read.ts";
 import { openForReading, writeStreamAtomic } from "./atomic.ts";
+import { describeJson } from "../base/describe_json.ts";
 
 export class SafetensorsError extends InputError {
   override name = "SafetensorsError";
@@ -120,6 +121,11 @@ function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo
     throw new SafetensorsError(`${path}: header is not valid UTF-8 JSON (${(error as Error).message})`);
   }
   if (!isObject(header)) throw new SafetensorsError(`${path}: header is not a JSON object`);
+  const repeated = repeatedKey(new TextDecoder().decode(headerBytes));
+  if (repeated !== null) {
+    // JSON.parse keeps the last copy; other readers (the reference implementation among them) refuse.
+    throw new SafetensorsError(`${path}: header lists the key ${JSON.stringify(repeated)} twice in one object, so which entry counts is ambiguous`);
+  }
   const dataStart = 8 + Number(headerLength);
   const dataBytes = fileBytes - dataStart;
   const tensors = new Map<string, TensorInfo>();
@@ -133,6 +139,42 @@ function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo
   }
   checkNoOverlap([...tensors.values()], path);
   return { tensors, metadata };
+}
+
+/**
+ * The first key written twice in one object of `text` (JSON that parsed, so well-formed), or null.
+ * A scan with an explicit stack: headers nested thousands deep do not recurse.
+ */
+function repeatedKey(text: string): string | null {
+  const stack: Array<Set<string> | null> = []; // a Set per open object, null per open array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        const keys = stack[stack.length - 1]!;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === "{") {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === "[") {
+      stack.push(null);
+      expectKey = false;
+    } else if (c === "}" || c === "]") {
+      stack.pop();
+      expectKey = false;
+    } else if (c === ",") {
+      expectKey = stack.length > 0 && stack[stack.length - 1] !== null;
+    }
+  }
+  return null;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -154,10 +196,10 @@ function parseEntry(name: string, entry: unknown, path: string, dataStart: numbe
   if (!(dtype in DTYPE_BYTES)) throw new SafetensorsError(`${where}: unknown dtype "${dtype}"`);
   if (!SUPPORTED.includes(dtype)) throw new SafetensorsError(`${where}: dtype ${dtype} is not supported (only F32, F16 and BF16 are)`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw new SafetensorsError(`${where}: shape ${describeJson(shape)} is not a list of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw new SafetensorsError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+    throw new SafetensorsError(`${where}: data_offsets ${describeJson(offsets)} is not a pair of non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] run backwards`);

@@ -6,6 +6,8 @@
 // cannot widen the spread it is measured against); skipped values never enter the window. The
 // window is part of a checkpoint, so a resumed run skips exactly the steps the uninterrupted one would.
 
+import { describeJson } from "../base/describe_json.ts";
+
 export const OUTLIER_WINDOW = 128;
 
 export interface GuardState {
@@ -48,7 +50,7 @@ export class ZScoreWindow {
     const s = raw as Partial<GuardState> | null;
     const ok = s !== null && typeof s === "object" && Array.isArray(s.values) && s.values.length <= this.size &&
       s.values.every((v) => typeof v === "number" && Number.isFinite(v)) && Number.isInteger(s.next) && (s.next as number) >= 0 && (s.next as number) < this.size;
-    if (!ok) throw new Error(`${what}: invalid outlier window ${JSON.stringify(raw)?.slice(0, 200)}`);
+    if (!ok) throw new Error(`${what}: invalid outlier window ${describeJson(raw)}`);
     this.values.fill(0);
     this.values.set(s.values as number[]);
     this.count = (s.values as number[]).length;

@@ -1,5 +1,6 @@
 // The run's JSONL log (one object per step and per evaluation) and the SVG loss curve beside it.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { InputError } from "../base/errors.ts";
 import { dirname } from "node:path";
 import { appendText, makeFolder, writeFileAtomic } from "../io/atomic.ts";
 
@@ -35,16 +36,12 @@ export class RunLog {
     this.svgPath = path.replace(/\.jsonl?$/i, "") + ".svg";
     makeFolder(dirname(path));
     const kept: string[] = [];
+    if (existsSync(path) && !statSync(path).isFile()) throw new InputError(`--log: ${path} exists and is not a regular file`);
     if (resumeStep !== null && existsSync(path)) {
       for (const line of readFileSync(path, "utf8").split("\n")) {
-        if (line.trim() === "") continue;
-        let record: Record_;
-        try {
-          record = JSON.parse(line);
-        } catch {
-          continue; // a line cut short by a crash
-        }
-        if (record.step > resumeStep) continue;
+        const record = parseRecord(line);
+        // A line cut short by a crash, or one that is not ours, is dropped.
+        if (record === null || record.step > resumeStep) continue;
         kept.push(line);
         this.remember(record);
       }
@@ -69,6 +66,23 @@ export class RunLog {
     this.lastSvg = now;
     writeFileAtomic(this.svgPath, [new TextEncoder().encode(lossCurveSvg(this.train, this.val))]);
   }
+}
+
+/** A log line as one of our records, or null (not JSON, or not a step/eval record with finite numbers). */
+function parseRecord(line: string): Record_ | null {
+  if (line.trim() === "") return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return null;
+  const r = raw as Record<string, unknown>;
+  if (!Number.isSafeInteger(r.step) || (r.step as number) < 0) return null;
+  if (typeof r.val_loss === "number" && Number.isFinite(r.val_loss)) return r as unknown as EvalRecord;
+  if (typeof r.loss === "number" && Number.isFinite(r.loss)) return r as unknown as StepRecord;
+  return null;
 }
 
 /** A self-contained SVG line chart of train and val loss against step. */

@@ -6,7 +6,9 @@
 //   fresh run   each value is the flag's if given, else the default (DEFAULTS in options.ts,
 //               injectable so that tests can prove a resumed run ignores them)
 //   resume      each value is the checkpoint's; an arithmetic flag given again must equal it (a
-//               different value is a usage error naming both); a cadence flag given replaces it
+//               different value is a usage error naming both); a cadence flag given replaces it;
+//               a data path given again may differ (the data moved): the loader checks it is the
+//               same data
 import { join, resolve } from "node:path";
 import { UsageError } from "../base/errors.ts";
 import type { MatmulPrecision } from "../ffi.ts";
@@ -123,9 +125,14 @@ function resumedSpec(given: Partial<TrainFlags>, saved: RunSpec, defaults: SpecD
   if (model !== null && JSON.stringify(model) !== JSON.stringify(saved.model)) {
     throw contradiction("fresh" in model ? "model" : "init", Object.values(model)[0], "fresh" in saved.model ? `fresh ${saved.model.fresh}` : `--init ${saved.model.file}`);
   }
+  // The data may have moved: a path given again replaces the saved one, and the loader's restore
+  // checks that it is the same data (file names and batch counts). Other data is a contradiction.
   const data = dataFrom(given, defaults.flags);
-  if (data !== null && JSON.stringify(data) !== JSON.stringify(saved.data)) {
-    throw contradiction("files" in data ? "train-data" : "text", "files" in data ? data.files.train.join(" ") : data.text.path, describeData(saved.data));
+  if (data !== null) {
+    const sameKind = ("files" in data) === ("files" in saved.data);
+    const sameSplit = "text" in data && "text" in saved.data ? data.text.valFraction === saved.data.text.valFraction : true;
+    if (!sameKind || !sameSplit) throw contradiction("files" in data ? "train-data" : "text", "files" in data ? data.files.train.join(" ") : data.text.path, describeData(saved.data));
+    spec.data = data;
   }
   if (given.totalBatch !== undefined && given.totalBatch !== saved.totalBatch) throw contradiction("total-batch", given.totalBatch, saved.totalBatch);
   // A run folder moved with --ckpt-dir takes its default log along.

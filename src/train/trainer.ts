@@ -15,7 +15,8 @@ import { InferenceEngine } from "../infer/engine.ts";
 import { makeFolder, removeFile, removeStaleTemps, WriteError } from "../io/atomic.ts";
 import { loadWeights } from "../io/load_weights.ts";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../io/llmts_checkpoint.ts";
-import { checkpointPath, listCheckpoints, newestCheckpoint } from "../io/run_folder.ts";
+import { checkpointEntries, checkpointPath, listCheckpoints, newestCheckpoint } from "../io/run_folder.ts";
+import { CheckpointError } from "../io/checks.ts";
 import { EOT_TOKEN, type GPT2Config, namedConfig } from "../model/config.ts";
 import { trainingStepFlops } from "../model/flops.ts";
 import { GPT2 } from "../model/gpt2.ts";
@@ -86,6 +87,8 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
   if (given.resume !== undefined) {
     resumePath = resolveResume(given.resume, given.ckptDir ?? (defaults.flags.ckptDir as string));
     resumed = readLlmtsCheckpoint(resumePath, { optimizer: true });
+    const named = /ckpt_(\d+)\.llmts$/.exec(resumePath);
+    if (named !== null && Number(named[1]) !== resumed.step) throw new CheckpointError(`${resumePath}: named for step ${Number(named[1])} but holds step ${resumed.step}`);
     saved = savedRunSpec(resumed.state, resumePath, defaults);
   }
   const spec = resolveRunSpec(given, saved, defaults);
@@ -120,6 +123,10 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     }
   }
 
+  // Something named like a checkpoint that is not a file would block a checkpoint write later.
+  const blocking = checkpointEntries(spec.ckptDir).find((e) => !e.isFile);
+  if (blocking !== undefined) throw new UsageError(`--ckpt-dir: ${blocking.path} is named like a checkpoint but is not a file: move it away`);
+
   // Fresh runs refuse to mix with an earlier run's checkpoints.
   if (resumed === null) {
     const earlier = listCheckpoints(spec.ckptDir);
@@ -136,7 +143,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
   const loaderOptions = { B: spec.batch, T: spec.seq, vocabSize: config.V };
   const train = new TokenLoader({ ...loaderOptions, files: trainFiles, shuffle: spec.shuffle, seed: spec.seed ^ SEED_STREAMS.data, label: "train" });
   const val = valFiles.length === 0 ? null : new TokenLoader({ ...loaderOptions, files: valFiles, shuffle: false, seed: 0, label: "val" });
-  if (resumed !== null) train.restore(resumed.state.loader);
+  if (resumed !== null) train.restore(resumed.state.loader, resumePath!);
 
   // Everything checked: now the work starts.
   if (threads !== threadCount()) setThreads(threads);
@@ -156,12 +163,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     optimizer.m.set(resumed.m!);
     optimizer.v.set(resumed.v!);
     optimizer.step = resumed.step;
-    if (resumed.state.sampleRng !== undefined) sampleRng.setState(resumed.state.sampleRng);
-    const saved = resumed.state.recent as { loss?: unknown; gradNorm?: unknown } | undefined;
-    if (saved !== undefined) {
-      recent.loss.restore(saved.loss, `${resumePath}: recent losses`);
-      recent.gradNorm.restore(saved.gradNorm, `${resumePath}: recent gradient norms`);
-    }
+    restoreRunState(resumed.state, resumePath!, sampleRng, recent);
     origin = `resumed from ${resumePath} at step ${resumed.step}`;
   } else if (initWeights !== null) {
     model = new GPT2(initWeights);
@@ -173,6 +175,21 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
   const log = new RunLog(spec.log, resumed?.step ?? null);
   const peak = given.peakGflops !== undefined ? givenPeak(given.peakGflops, threads) : measureFmaPeak(threads);
   return { spec, threads, peak, accumulation, model, optimizer, train, val, sampleRng, recent, log, startStep: resumed?.step ?? 0, origin, dataNote: describeData(spec.data) };
+}
+
+/** The sampler's RNG and the outlier windows of a checkpoint; a damaged one is a CheckpointError naming it. */
+function restoreRunState(state: Record<string, unknown>, path: string, sampleRng: Rng, recent: Run["recent"]): void {
+  try {
+    if (state.sampleRng !== undefined) sampleRng.setState(state.sampleRng);
+    const saved = state.recent as { loss?: unknown; gradNorm?: unknown } | undefined;
+    if (saved !== undefined) {
+      if (saved === null || typeof saved !== "object") throw new Error(`"recent" is not an object`);
+      recent.loss.restore(saved.loss, "recent losses");
+      recent.gradNorm.restore(saved.gradNorm, "recent gradient norms");
+    }
+  } catch (error) {
+    throw new CheckpointError(`${path}: ${(error as Error).message}`);
+  }
 }
 
 function resolveData(spec: RunSpec, progress: (message: string) => void): { trainFiles: string[]; valFiles: string[] } {
@@ -202,6 +219,9 @@ function checkpointState(run: Run): Record<string, unknown> {
 }
 
 function saveCheckpoint(run: Run, step: number): string {
+  // An update can overflow without the loss showing it yet: never write weights no reader accepts.
+  const bad = run.model.weights.firstNonFinite();
+  if (bad !== null) throw new TrainingFailed(`step ${step}: parameter ${bad.tensor}[${bad.index}] is ${bad.value} after the update; not saving it. Try a lower --lr or --grad-clip`);
   const path = checkpointPath(run.spec.ckptDir, step);
   writeLlmtsCheckpoint(path, { weights: run.model.weights, m: run.optimizer.m, v: run.optimizer.v, step, state: checkpointState(run) });
   pruneCheckpoints(run.spec.ckptDir, run.spec.keepLast);
@@ -225,7 +245,9 @@ export function evaluate(run: Run): number | null {
 function sample(run: Run, engine: InferenceEngine): string {
   const { sampleTokens, temperature } = run.spec;
   const sampling = { temperature, topK: 0, topP: 1 };
-  const { tokens } = generate(engine, [EOT_TOKEN], { maxNewTokens: sampleTokens, sampling, seed: run.sampleRng, stopToken: null });
+  // GPT-2's samples start after <|endoftext|>; a model with a smaller vocabulary starts at token 0.
+  const start = run.model.config.V > EOT_TOKEN ? EOT_TOKEN : 0;
+  const { tokens } = generate(engine, [start], { maxNewTokens: sampleTokens, sampling, seed: run.sampleRng, stopToken: null });
   return decode(tokens);
 }
 
