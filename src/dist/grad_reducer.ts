@@ -133,8 +133,10 @@ export class GradientReducer {
     for (const [a, b] of this.readied) {
       if (start < b && a < end) throw new Error(`GradientReducer.ready: range [${start}, ${end}) overlaps [${a}, ${b}), readied earlier this step`);
     }
+    // In flight from the moment of posting: on shared memory a post may already move data.
+    const posted = performance.now();
     const requests = this.layout === null ? this.dist.startAllreduce(this.grads.subarray(start, end)) : this.dist.startReduceToOwners(this.grads, this.layout, start, end);
-    if (this.pending.length === 0) this.busySince = performance.now();
+    if (this.pending.length === 0) this.busySince = posted;
     for (const r of requests) this.pending.push(r);
     this.readied.push([start, end]);
     this.current.floats += end - start;
