@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { UsageError } from "../src/base/errors.ts";
 import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
+import { availableParallelism } from "node:os";
+import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode } from "../src/train/data_parallel.ts";
 import { DATA_PARALLEL_FLAGS, helpText, parseTrainArgs } from "../src/train/options.ts";
 import { type RunSpec, resolveRunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { DEFAULT_DATA } from "../src/train/trainer.ts";
@@ -132,6 +134,18 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect(DATA_PARALLEL_FLAGS[0].kind).toBe("invocation");
   });
 
+  test("threads per rank: LLMTS_THREADS, else the node's cores shared among its ranks; LLMTS_WTE_EXCHANGE", () => {
+    const cores = Math.min(64, availableParallelism());
+    expect(ranksOnThisNode({})).toBe(1);
+    expect(ranksOnThisNode({ OMPI_COMM_WORLD_LOCAL_SIZE: "3" })).toBe(3);
+    expect(defaultThreadsPerRank({})).toBe(cores);
+    expect(defaultThreadsPerRank({ OMPI_COMM_WORLD_LOCAL_SIZE: "2" })).toBe(Math.max(1, Math.floor(cores / 2)));
+    expect(defaultThreadsPerRank({ OMPI_COMM_WORLD_LOCAL_SIZE: String(4 * cores) })).toBe(1);
+    expect([embeddingExchangeFromEnvironment({}), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "auto" })]).toEqual([undefined, undefined]);
+    expect([embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "1" }), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "0" })]).toEqual([true, false]);
+    expect(() => embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "yes" })).toThrow(/LLMTS_WTE_EXCHANGE must be 0, 1 or auto, got "yes"/);
+  });
+
   const defaults = specDefaults(DEFAULT_DATA);
   const fresh = (args: string[], ranks: number) => resolveRunSpec(parseTrainArgs(args).given, null, defaults, ranks);
   test("--batch is per rank, --total-batch over all ranks (default B·T·N)", () => {
@@ -212,6 +226,16 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
     const refused = mpirunTrain(3, ["--resume", ckptFile(two, 5), "--ckpt-dir", join(dir, "resume3")]);
     expect(refused.exitCode).toBe(2);
     expect(refused.output).toContain("which 3 ranks cannot share evenly");
+  }, TEST_TIMEOUT_MS);
+
+  test("--init under mpirun: rank 0 reads the weights, every rank starts from them", () => {
+    const args = [...TINY.filter((a) => a !== "--model" && a !== "d2"), "--init", ckptFile(two, 10), "--total-batch", "64", "--steps", "3", "--val-every", "0"];
+    const [ref, dp] = [join(dir, "init1"), join(dir, "init2")];
+    expectDone(singleTrain([...args, "--batch", "4", "--ckpt-dir", ref]));
+    expectDone(mpirunTrain(2, [...args, "--batch", "2", "--ckpt-dir", dp]));
+    const log = readLog(dp);
+    expect(stepsOf(log)[0].loss!).toBeLessThan(10.5); // trained weights, not a fresh model (~10.9)
+    expectClose(log, readLog(ref), 1e-6);
   }, TEST_TIMEOUT_MS);
 
   test("Ctrl-C on mpirun saves a checkpoint; resumed on 2 ranks the run is bit-identical to the uninterrupted one", async () => {
