@@ -71,6 +71,14 @@ export class Distributed {
     this.maxElementsPerCall = max;
   }
 
+  /**
+   * Collective: the same ranks on a communicator of their own (MPI_Comm_dup), for a component
+   * whose collectives are started at times of its own choosing (see Mpi.duplicate).
+   */
+  duplicate(): Distributed {
+    return new Distributed(this.mpi.duplicate(), this.launch, { timeoutSeconds: this.timeoutMs / 1000, maxElementsPerCall: this.maxElementsPerCall });
+  }
+
   // ---- completion ----
   /** One progress pass (MPI_Test on each pending request); true when all have completed. */
   test(requests: MpiRequest[]): boolean {

@@ -19,7 +19,7 @@
 import { gradNormSquared } from "../ffi.ts";
 import { AdamW, type AdamWHyperparameters } from "../optim/adamw.ts";
 import type { Distributed } from "./distributed.ts";
-import { addCommTimes, type CommTimes, emptyCommTimes, GradientReducer } from "./grad_reducer.ts";
+import { addCommTimes, type CommTimes, emptyCommTimes, GradientReducer, type ReducerOptions } from "./grad_reducer.ts";
 import type { MpiRequest } from "./mpi.ts";
 import { ShardLayout } from "./shards.ts";
 
@@ -58,9 +58,9 @@ export interface DataParallelOptimizer {
  * The optimizer for `zero`: ZeRO-0 or ZeRO-1 over `dist`, for the gradient buffer `grads`
  * (the model's flat gradients: one float per parameter).
  */
-export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage): DataParallelOptimizer {
-  if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper);
-  if (zero === 1) return new ShardedAdamW(dist, grads, hyper);
+export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}): DataParallelOptimizer {
+  if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper, reducer);
+  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer);
   throw new Error(`--zero must be 0 or 1, got ${String(zero)}`);
 }
 
@@ -105,11 +105,11 @@ export class ReplicatedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}) {
     this.paramCount = grads.length;
     this.adam = new AdamW(grads.length, hyper);
     this.hyper = this.adam.hyper;
-    this.reducer = new GradientReducer(dist, grads, null);
+    this.reducer = new GradientReducer(dist, grads, null, reducer);
   }
 
   get step(): number {
@@ -179,7 +179,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}) {
     this.paramCount = grads.length;
     this.layout = new ShardLayout(grads.length, dist.size);
     this.shardStart = this.layout.start(dist.rank);
@@ -188,7 +188,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
     this.adam = length > 0 ? new AdamW(length, hyper) : null;
     // AdamW checks the hyperparameters: a rank with an empty shard checks them too.
     this.hyper = this.adam?.hyper ?? new AdamW(1, hyper).hyper;
-    this.reducer = new GradientReducer(dist, grads, this.layout);
+    this.reducer = new GradientReducer(dist, grads, this.layout, reducer);
   }
 
   get step(): number {

@@ -75,7 +75,10 @@ export class DataParallelTraining {
   constructor(readonly dist: Distributed, readonly model: GPT2, hyper: Partial<AdamWHyperparameters>, readonly zero: ZeroStage, B: number, T: number, options: DataParallelOptions = {}) {
     const config = model.config;
     const { offsets, sizes, total } = parameterLayout(config);
-    this.optimizer = createDataParallelOptimizer(dist, model.grads, hyper, zero);
+    // The optimizer (its gradient reducer above all, which starts queued reductions as earlier ones
+    // complete) works on a communicator of its own, so its collectives never have to line up with
+    // the ones this class starts on `dist` (the row exchange, the loss, the stop vote).
+    this.optimizer = createDataParallelOptimizer(dist.duplicate(), model.grads, hyper, zero);
     const rows = dist.size * B * T;
     const useExchange = options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION;
     if (useExchange) {
