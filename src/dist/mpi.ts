@@ -23,7 +23,7 @@ const INT_MAX = 2 ** 31 - 1;
 const MPI_THREAD_FUNNELED = 1;
 const MPI_MAX_ERROR_STRING = 256;
 const IN_PLACE = 1 as Pointer;
-const { ptr, i32, f64, void: VOID } = FFIType;
+const { ptr, i32, u32, f64, void: VOID } = FFIType;
 
 export class MpiError extends Error {
   override name = "MpiError";
@@ -132,6 +132,7 @@ const mpiSymbols = {
 const libcSymbols = {
   setenv: { args: [ptr, ptr, i32], returns: i32 },
   sched_yield: { args: [], returns: i32 },
+  usleep: { args: [u32], returns: i32 },
 } as const;
 
 type MpiLibrary = ReturnType<typeof dlopen<typeof mpiSymbols>>["symbols"];
@@ -180,6 +181,11 @@ function loadLibc(): Libc {
 /** Gives the core to another runnable process (ranks oversubscribing cores), else returns at once. */
 export function yieldProcessor(): void {
   loadLibc().sched_yield();
+}
+
+/** Sleeps about `microseconds` (a rank waiting long for another leaves the core to the processes that compute). */
+export function sleepMicroseconds(microseconds: number): void {
+  loadLibc().usleep(microseconds);
 }
 
 /**
