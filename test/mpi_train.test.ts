@@ -141,6 +141,8 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect(defaultThreadsPerRank({})).toBe(cores);
     expect(defaultThreadsPerRank({ OMPI_COMM_WORLD_LOCAL_SIZE: "2" })).toBe(Math.max(1, Math.floor(cores / 2)));
     expect(defaultThreadsPerRank({ OMPI_COMM_WORLD_LOCAL_SIZE: String(4 * cores) })).toBe(1);
+    expect(defaultThreadsPerRank({ OMPI_COMM_WORLD_LOCAL_SIZE: "2", LLMTS_THREADS: "3" })).toBe(3);
+    expect(() => defaultThreadsPerRank({ LLMTS_THREADS: "0" })).toThrow(/LLMTS_THREADS must be an integer from 1 to 64, got "0"/);
     expect([embeddingExchangeFromEnvironment({}), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "auto" })]).toEqual([undefined, undefined]);
     expect([embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "1" }), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "0" })]).toEqual([true, false]);
     expect(() => embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "yes" })).toThrow(/LLMTS_WTE_EXCHANGE must be 0, 1 or auto, got "yes"/);

@@ -20,7 +20,7 @@ import type { Distributed } from "../dist/distributed.ts";
 import { EmbeddingGradientExchange } from "../dist/embedding_grads.ts";
 import { type CommTimes, emptyCommTimes } from "../dist/grad_reducer.ts";
 import { createDataParallelOptimizer, type DataParallelOptimizer, ShardedAdamW, type ZeroStage } from "../dist/zero.ts";
-import { defaultThreadCount } from "../ffi.ts";
+import { parseThreadCount } from "../ffi.ts";
 import type { MomentStream } from "../io/llmts_checkpoint.ts";
 import type { BackwardHooks, GPT2 } from "../model/gpt2.ts";
 import { BLOCK_TENSOR_NAMES, parameterLayout } from "../model/weights.ts";
@@ -28,8 +28,10 @@ import type { AdamWHyperparameters } from "../optim/adamw.ts";
 
 /**
  * The embedding-row exchange is used while every rank's received rows (N·B·T rows of C floats)
- * are at most this fraction of wte (Vp rows): beyond it, gathering the rows and adding them in
- * TypeScript costs more than the wte reduction it takes off the end of the backward pass.
+ * are at most this fraction of wte (Vp rows). A rule of thumb, not a measured break-even: the
+ * exchange moves N·B·T·C floats to every rank and adds them in TypeScript, against the Vp·C-float
+ * wte reduction it takes off the end of the backward pass; at an eighth of Vp the rows are still
+ * well below that, and the addition loop stays in the milliseconds.
  */
 export const EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION = 1 / 8;
 
@@ -58,7 +60,7 @@ export function ranksOnThisNode(env: Record<string, string | undefined> = proces
 
 /** Kernel threads of a rank when --threads is not given: LLMTS_THREADS, else the node's cores shared among its ranks. */
 export function defaultThreadsPerRank(env: Record<string, string | undefined> = process.env): number {
-  if (env.LLMTS_THREADS !== undefined && env.LLMTS_THREADS !== "") return defaultThreadCount();
+  if (env.LLMTS_THREADS !== undefined && env.LLMTS_THREADS !== "") return parseThreadCount(env.LLMTS_THREADS, "LLMTS_THREADS");
   return Math.max(1, Math.floor(Math.min(64, availableParallelism()) / ranksOnThisNode(env)));
 }
 
