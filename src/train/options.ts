@@ -166,7 +166,8 @@ export function helpText(): string {
     "not change them; --steps, the evaluation/sample/checkpoint cadence, --log and --threads may change.", "",
     "Data parallel: `mpirun -np N bun run train …` trains one model on N ranks (docs/distributed.md):",
     "--batch is per rank, --total-batch over all ranks; rank 0 writes the log, samples and checkpoints.",
-    "A checkpoint resumes on any number of ranks that divides its B×ranks sequences per micro-batch.", "",
+    "A checkpoint resumes on any number of ranks that divides its B×ranks sequences per micro-batch.",
+    "Ctrl-C on mpirun saves a checkpoint if mpirun waits long enough: mpirun --mca odls_base_sigkill_timeout 30 …", "",
     "Exit codes: 0 done; 1 failure (including a NaN/Inf loss); 2 bad flags or input (nothing was done);",
     "130 interrupted by Ctrl-C (a checkpoint was saved; continue with --resume latest).", "");
   return lines.join("\n");
