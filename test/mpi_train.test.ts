@@ -167,6 +167,19 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
   });
 });
 
+describe("a plain bun run train", () => {
+  test("never maps libmpi", async () => {
+    const ckpt = join(dir, "plain");
+    const proc = Bun.spawn([process.execPath, TRAIN, ...TINY, "--batch", "2", "--steps", "200", "--val-every", "0", "--ckpt-every", "0", "--ckpt-dir", ckpt], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    await waitFor(() => loggedSteps(ckpt) >= 1, "a logged step");
+    const maps = readFileSync(`/proc/${proc.pid}/maps`, "utf8");
+    proc.kill("SIGKILL");
+    await proc.exited;
+    expect(maps).toContain("libllmts"); // the process is the trainer, running
+    expect(maps).not.toContain("libmpi");
+  }, TEST_TIMEOUT_MS);
+});
+
 describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
   const two = join(dir, "two");
   const one = join(dir, "one");
@@ -213,16 +226,17 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
     expectClose(readLog(noExchange), want, 1e-6);
   }, TEST_TIMEOUT_MS);
 
-  test("resumed on 1 process and on 4 ranks, a 2-rank run continues to fp32 precision; 3 ranks cannot share its micro-batch", () => {
+  test("resumed on one process, on mpirun -np 1 and on 4 ranks, a 2-rank run continues to fp32 precision; 3 ranks cannot share its micro-batch", () => {
     const want = readLog(two).filter((e) => e.step > 5);
-    for (const [np, name] of [[1, "resume1"], [4, "resume4"]] as const) {
+    // One plain process, mpirun with one rank (the one-process path under MPI), 4 ranks.
+    for (const [np, name] of [[0, "resume1"], [1, "resume1mpi"], [4, "resume4"]] as const) {
       const ckpt = join(dir, name);
       mkdirSync(ckpt);
       copyFileSync(ckptFile(two, 5), ckptFile(ckpt, 5));
       const args = ["--resume", "latest", "--ckpt-dir", ckpt, "--threads", "1", "--peak-gflops", "100"];
-      const job = np === 1 ? singleTrain(args) : mpirunTrain(np, args);
+      const job = np === 0 ? singleTrain(args) : mpirunTrain(np, args);
       expectDone(job);
-      expect(job.output).toContain(np === 1 ? "B=4 T=16" : "B=1 per rank × 4 ranks");
+      expect(job.output).toContain(np <= 1 ? "B=4 T=16" : "B=1 per rank × 4 ranks");
       expectClose(readLog(ckpt), want, 1e-6);
     }
     const refused = mpirunTrain(3, ["--resume", ckptFile(two, 5), "--ckpt-dir", join(dir, "resume3")]);
