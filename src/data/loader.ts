@@ -156,6 +156,11 @@ export class TokenLoader {
     this.startEpoch();
   }
 
+  /** Tokens in each file, in `files` order (data-parallel ranks compare them at start-up). */
+  get tokensPerFile(): number[] {
+    return this.shards.map((s) => s.length);
+  }
+
   /** Fills `inputs` and `targets` with the next batch. */
   next(): void {
     let shard: number;

@@ -13,7 +13,7 @@
 // (reducing 124M floats to their owners: 128 vs 222 ms in one pair of runs; the machine was
 // shared and the figures noisy, see docs/distributed.md).
 import { writeSync } from "node:fs";
-import { detectMpiLaunch, Mpi, MpiArgumentError, type MpiBuffer, type MpiLaunch, type MpiRequest, type ReduceOp, yieldProcessor } from "./mpi.ts";
+import { detectMpiLaunch, Mpi, MpiArgumentError, type MpiBuffer, type MpiLaunch, type MpiRequest, type ReduceOp, sleepMicroseconds, yieldProcessor } from "./mpi.ts";
 import type { ShardLayout } from "./shards.ts";
 
 export const DEFAULT_TIMEOUT_S = 600;
@@ -23,6 +23,15 @@ const INT_MAX = 2 ** 31 - 1;
 const TAG_HEARTBEAT = 7001;
 /** polls before a waiting rank starts yielding its core between polls */
 const SPINS_BEFORE_YIELD = 64;
+/**
+ * After this long in one wait, a rank sleeps SLEEP_US between polls instead of yielding: it is
+ * waiting for another rank to arrive, and a yielding rank still takes its share of a core that
+ * the computing ranks (on an oversubscribed or shared machine) need. Transfers progress only
+ * inside MPI calls, so the sleep is short next to the transfer of one piece (a 4M-float piece
+ * takes milliseconds).
+ */
+const YIELD_MS = 2;
+const SLEEP_US = 50;
 
 export interface DistributedOptions {
   /** a collective not complete after this many seconds ends the job (default: $LLMTS_MPI_TIMEOUT_S or 600) */
@@ -71,6 +80,14 @@ export class Distributed {
     this.maxElementsPerCall = max;
   }
 
+  /**
+   * Collective: the same ranks on a communicator of their own (MPI_Comm_dup), for a component
+   * whose collectives are started at times of its own choosing (see Mpi.duplicate).
+   */
+  duplicate(): Distributed {
+    return new Distributed(this.mpi.duplicate(), this.launch, { timeoutSeconds: this.timeoutMs / 1000, maxElementsPerCall: this.maxElementsPerCall });
+  }
+
   // ---- completion ----
   /** One progress pass (MPI_Test on each pending request); true when all have completed. */
   test(requests: MpiRequest[]): boolean {
@@ -89,7 +106,8 @@ export class Distributed {
     while (!this.test(requests)) {
       spins++;
       if (spins < SPINS_BEFORE_YIELD) continue;
-      yieldProcessor();
+      if (performance.now() - started < YIELD_MS) yieldProcessor();
+      else sleepMicroseconds(SLEEP_US);
       if ((spins & 63) === 0 && performance.now() - started > this.timeoutMs) {
         const silent = this.silentRanks();
         const who = silent.length === 0 ? "every rank answered, so one of them skipped this collective or posted another one" : `${silent.length === 1 ? "rank" : "ranks"} ${silent.join(", ")} did not answer (stuck, or gone)`;

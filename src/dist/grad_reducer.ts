@@ -6,6 +6,15 @@
 // `waitAll()` before the optimizer update posts whatever was never readied, waits, and ends the
 // step.
 //
+// At most `maxFloatsInFlight` gradient elements (16M by default) are in flight at once: readied
+// ranges are cut into units of at most one MPI call (maxElementsPerCall, and at shard boundaries),
+// queued in readying order, and posted as earlier units complete. MPI's temporaries (a ring
+// allreduce's receive buffers, a reduce's at the owner) grow with what is in flight: unbounded,
+// d12's 124M gradients in 4M-float pieces peaked at ~240 MB of them per rank. Because when a
+// queued unit is posted depends on this rank's completions, the reducer's collectives would not
+// interleave with other collectives on the same communicator in the same order on every rank:
+// give the reducer a communicator of its own (Distributed.duplicate), as the trainer does.
+//
 // - ZeRO-0 (no layout): MPI_Iallreduce in place; afterwards every rank holds the sum over ranks.
 // - ZeRO-1 (a ShardLayout): each range is reduced to the owners of its pieces (MPI_Ireduce, in
 //   place at the owner); afterwards rank r's shard [r·S, (r+1)·S) of the buffer holds the sum over
@@ -31,6 +40,14 @@ export interface CommTimes {
   operations: number;
 }
 
+/** Gradient elements in flight at once by default: 16M floats (64 MiB), four of MPI's 4M-float pieces. */
+export const DEFAULT_MAX_FLOATS_IN_FLIGHT = 2 ** 24;
+
+export interface ReducerOptions {
+  /** most gradient elements in flight at once (default DEFAULT_MAX_FLOATS_IN_FLIGHT; at least one unit always is) */
+  maxFloatsInFlight?: number;
+}
+
 export function emptyCommTimes(): CommTimes {
   return { ms: 0, exposedMs: 0, floats: 0, operations: 0 };
 }
@@ -49,7 +66,15 @@ export class GradientReducer {
   readonly total = emptyCommTimes();
   /** waitAll() calls so far: the optimizer checks it has a fresh reduction before it updates */
   completedSteps = 0;
-  private pending: MpiRequest[] = [];
+  /**
+   * Readied units ([start, end) of at most maxElementsPerCall elements, inside one shard) not
+   * posted yet, and the posted ones still in flight with their sizes: at most maxFloatsInFlight
+   * gradient elements are in flight at once (MPI's temporaries grow with what is in flight).
+   */
+  private queue: Array<[number, number]> = [];
+  private inFlight: Array<{ requests: MpiRequest[]; floats: number }> = [];
+  private inFlightFloats = 0;
+  readonly maxFloatsInFlight: number;
   /** ranges readied this step, in posting order */
   private readied: Array<[number, number]> = [];
   private busySince = 0;
@@ -57,8 +82,11 @@ export class GradientReducer {
   private sequenceHashB = 0x2545f491;
 
   /** `layout` null: ZeRO-0 (allreduce); a layout: ZeRO-1 (reduce to owners). */
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, readonly layout: ShardLayout | null) {
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, readonly layout: ShardLayout | null, options: ReducerOptions = {}) {
     if (!(grads instanceof Float32Array) || grads.length < 1) throw new Error("GradientReducer: grads must be a non-empty Float32Array");
+    const cap = options.maxFloatsInFlight ?? DEFAULT_MAX_FLOATS_IN_FLIGHT;
+    if (!Number.isSafeInteger(cap) || cap < 1) throw new Error(`GradientReducer: maxFloatsInFlight must be a positive integer, got ${cap}`);
+    this.maxFloatsInFlight = cap;
     if (layout !== null && (layout.count !== grads.length || layout.ranks !== dist.size)) {
       throw new Error(`GradientReducer: the layout (${layout.count} elements over ${layout.ranks} ranks) does not match the gradients (${grads.length}) and the job (${dist.size} ranks)`);
     }
@@ -68,13 +96,14 @@ export class GradientReducer {
   ready(start: number, end: number): void {
     const entered = performance.now();
     this.post(start, end);
+    this.pump();
     this.poll();
     this.current.exposedMs += performance.now() - entered;
   }
 
   /** Progresses the reductions in flight; cheap when there are none. */
   progress(): void {
-    if (this.pending.length === 0) return;
+    if (this.inFlight.length === 0) return;
     const entered = performance.now();
     this.poll();
     this.current.exposedMs += performance.now() - entered;
@@ -100,9 +129,11 @@ export class GradientReducer {
   waitAll(): CommTimes {
     const entered = performance.now();
     for (const [a, b] of this.unreadied()) this.post(a, b);
-    if (this.pending.length > 0) {
-      this.dist.wait(this.pending, `gradient reduction (${this.pending.length} operations, ${this.current.floats} floats)`);
-      this.finishBusy(performance.now());
+    this.pump();
+    while (this.inFlight.length > 0) {
+      const oldest = this.inFlight[0];
+      this.dist.wait(oldest.requests, `gradient reduction (${oldest.requests.length} operations of ${oldest.floats} floats; ${this.queue.length} more queued, ${this.current.floats} floats this step)`);
+      this.poll();
     }
     const checkStarted = performance.now();
     const hashes = this.dist.allgatherF64(new Float64Array([this.sequenceHashA >>> 0, this.sequenceHashB >>> 0]));
@@ -133,25 +164,43 @@ export class GradientReducer {
     for (const [a, b] of this.readied) {
       if (start < b && a < end) throw new Error(`GradientReducer.ready: range [${start}, ${end}) overlaps [${a}, ${b}), readied earlier this step`);
     }
-    const requests = this.layout === null ? this.dist.startAllreduce(this.grads.subarray(start, end)) : this.dist.startReduceToOwners(this.grads, this.layout, start, end);
-    if (this.pending.length === 0) this.busySince = performance.now();
-    for (const r of requests) this.pending.push(r);
+    // Units: pieces MPI takes in one call, cut at shard boundaries (ZeRO-1) so that each is one operation per owner.
+    const M = this.dist.maxElementsPerCall;
+    const cuts = this.layout === null ? [{ start, end }] : this.layout.piecesOf(start, end);
+    for (const piece of cuts) for (let a = piece.start; a < piece.end; a += M) this.queue.push([a, Math.min(piece.end, a + M)]);
     this.readied.push([start, end]);
     this.current.floats += end - start;
-    this.current.operations += requests.length;
     this.sequenceHashA = mix(mix(this.sequenceHashA, start), end);
     this.sequenceHashB = mix(mix(this.sequenceHashB, end), start);
   }
 
-  private poll(): void {
-    if (this.pending.length === 0) return;
-    if (this.dist.test(this.pending)) this.finishBusy(performance.now());
-    else this.pending = this.pending.filter((r) => !r.done);
+  /** Posts queued units, in order, while what is in flight stays within maxFloatsInFlight (always at least one unit). */
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const [a, b] = this.queue[0];
+      if (this.inFlight.length > 0 && this.inFlightFloats + (b - a) > this.maxFloatsInFlight) return;
+      this.queue.shift();
+      // In flight from the moment of posting: on shared memory a post may already move data.
+      const posted = performance.now();
+      const requests = this.layout === null ? this.dist.startAllreduce(this.grads.subarray(a, b)) : this.dist.startReduceToOwners(this.grads, this.layout, a, b);
+      if (this.inFlight.length === 0) this.busySince = posted;
+      this.inFlight.push({ requests, floats: b - a });
+      this.inFlightFloats += b - a;
+      this.current.operations += requests.length;
+    }
   }
 
-  private finishBusy(now: number): void {
-    this.current.ms += now - this.busySince;
-    this.pending = [];
+  /** One progress pass over what is in flight; completed units make room for queued ones. */
+  private poll(): void {
+    if (this.inFlight.length === 0) return;
+    const still: Array<{ requests: MpiRequest[]; floats: number }> = [];
+    for (const unit of this.inFlight) {
+      if (this.dist.test(unit.requests)) this.inFlightFloats -= unit.floats;
+      else still.push(unit);
+    }
+    this.inFlight = still;
+    if (still.length === 0) this.current.ms += performance.now() - this.busySince;
+    this.pump();
   }
 }
 

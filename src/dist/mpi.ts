@@ -23,7 +23,7 @@ const INT_MAX = 2 ** 31 - 1;
 const MPI_THREAD_FUNNELED = 1;
 const MPI_MAX_ERROR_STRING = 256;
 const IN_PLACE = 1 as Pointer;
-const { ptr, i32, f64, void: VOID } = FFIType;
+const { ptr, i32, u32, f64, void: VOID } = FFIType;
 
 export class MpiError extends Error {
   override name = "MpiError";
@@ -86,6 +86,9 @@ const mpiSymbols = {
   MPI_Comm_rank: { args: [ptr, ptr], returns: i32 },
   MPI_Comm_size: { args: [ptr, ptr], returns: i32 },
   MPI_Comm_set_errhandler: { args: [ptr, ptr], returns: i32 },
+  // (comm, newcomm*) / (comm*)
+  MPI_Comm_dup: { args: [ptr, ptr], returns: i32 },
+  MPI_Comm_free: { args: [ptr], returns: i32 },
   MPI_Error_string: { args: [i32, ptr, ptr], returns: i32 },
   MPI_Wtime: { args: [], returns: f64 },
   MPI_Barrier: { args: [ptr], returns: i32 },
@@ -129,6 +132,7 @@ const mpiSymbols = {
 const libcSymbols = {
   setenv: { args: [ptr, ptr, i32], returns: i32 },
   sched_yield: { args: [], returns: i32 },
+  usleep: { args: [u32], returns: i32 },
 } as const;
 
 type MpiLibrary = ReturnType<typeof dlopen<typeof mpiSymbols>>["symbols"];
@@ -179,6 +183,11 @@ export function yieldProcessor(): void {
   loadLibc().sched_yield();
 }
 
+/** Sleeps about `microseconds` (a rank waiting long for another leaves the core to the processes that compute). */
+export function sleepMicroseconds(microseconds: number): void {
+  loadLibc().usleep(microseconds);
+}
+
 /**
  * One non-blocking operation in flight. It holds every buffer and array MPI may still read or
  * write, so none of them can be collected before completion.
@@ -204,7 +213,10 @@ export class Mpi {
   /** the MPI thread level provided (1 = MPI_THREAD_FUNNELED: only the main thread calls MPI) */
   readonly threadLevel: number;
   private readonly lib: MpiLibrary;
+  /** MPI_COMM_WORLD, or the duplicate of it this object was made for (duplicate()) */
   private readonly comm: Pointer;
+  /** set on a duplicate: the object of MPI_COMM_WORLD, which alone finalizes MPI */
+  private readonly world: Mpi | null = null;
   private readonly types: { f32: Pointer; f64: Pointer; i32: Pointer; u8: Pointer };
   private readonly ops: Record<ReduceOp, Pointer>;
   private readonly flag = new Int32Array(1);
@@ -270,7 +282,7 @@ export class Mpi {
   }
 
   private live(call: string): void {
-    if (this.finalized) throw new MpiArgumentError(`${call}: MPI is finalized`);
+    if (this.finalized || this.world?.finalized === true) throw new MpiArgumentError(`${call}: MPI is finalized`);
   }
 
   private datatype(call: string, name: string, buffer: unknown): Pointer {
@@ -339,14 +351,37 @@ export class Mpi {
 
   finalize(): void {
     if (this.finalized) return;
-    this.check("MPI_Finalize", this.lib.MPI_Finalize());
+    if (this.world !== null) {
+      // A duplicate: free the communicator (MPI_Finalize, on the world's object, ends MPI).
+      if (!this.world.finalized) this.check("MPI_Comm_free", this.lib.MPI_Comm_free(BigUint64Array.of(BigInt(this.comm))));
+    } else this.check("MPI_Finalize", this.lib.MPI_Finalize());
     this.finalized = true;
+  }
+
+  /**
+   * Collective: a duplicate of MPI_COMM_WORLD (MPI_Comm_dup: the same ranks, the error handler
+   * copied). MPI matches the collectives of each communicator separately, so a component that
+   * decides *when* it starts its collectives from its own completions (GradientReducer's queue)
+   * gets a communicator of its own: its posts need not line up with other collectives.
+   */
+  duplicate(): Mpi {
+    this.live("MPI_Comm_dup");
+    if (this.world !== null) return this.world.duplicate();
+    const handle = new BigUint64Array(1);
+    this.check("MPI_Comm_dup", this.lib.MPI_Comm_dup(this.comm, handle));
+    const copy = Object.create(Mpi.prototype) as Mpi;
+    Object.assign(copy, this, {
+      comm: Number(handle[0]) as Pointer, world: this, finalized: false,
+      flag: new Int32Array(1), errorText: new Uint8Array(MPI_MAX_ERROR_STRING + 1), errorLength: new Int32Array(1),
+    });
+    return copy;
   }
 
   /** MPI_Abort on MPI_COMM_WORLD: mpirun ends every rank of the job. Never returns. */
   abort(exitCode: number): never {
     const code = Number.isInteger(exitCode) && exitCode > 0 && exitCode < 256 ? exitCode : 1;
-    if (!this.finalized) this.lib.MPI_Abort(this.comm, code);
+    const world = this.world ?? this;
+    if (!world.finalized) this.lib.MPI_Abort(world.comm, code);
     process.exit(code);
   }
 
@@ -487,7 +522,10 @@ export class Mpi {
   /** MPI_Test: progresses MPI and reports whether the request has completed. */
   test(request: MpiRequest): boolean {
     if (request.done) return true;
-    this.check(`MPI_Test (${request.call})`, this.lib.MPI_Test(request.handle, this.flag, null));
+    // Called in polling loops: no string is built unless the call failed (garbage here adds up to
+    // hundreds of MB of heap while a rank waits seconds for another).
+    const rc = this.lib.MPI_Test(request.handle, this.flag, null);
+    if (rc !== 0) this.check(`MPI_Test (${request.call})`, rc);
     if (this.flag[0] === 0) return false;
     request.release();
     return true;

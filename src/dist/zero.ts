@@ -19,7 +19,7 @@
 import { gradNormSquared } from "../ffi.ts";
 import { AdamW, type AdamWHyperparameters } from "../optim/adamw.ts";
 import type { Distributed } from "./distributed.ts";
-import { addCommTimes, type CommTimes, emptyCommTimes, GradientReducer } from "./grad_reducer.ts";
+import { addCommTimes, type CommTimes, emptyCommTimes, GradientReducer, type ReducerOptions } from "./grad_reducer.ts";
 import type { MpiRequest } from "./mpi.ts";
 import { ShardLayout } from "./shards.ts";
 
@@ -46,6 +46,8 @@ export interface DataParallelOptimizer {
   update(params: Float32Array, lr: number, gradScale?: number): void;
   /** Collective. On rank 0, visits the full m and v chunk by chunk in index order; elsewhere sends this rank's part. */
   streamMomentsToRoot(visit: MomentVisitor): void;
+  /** Collective. Like streamMomentsToRoot for one moment ("m" or "v"), e.g. for a checkpoint writer that writes m whole, then v. */
+  streamMomentToRoot(which: "m" | "v", visit: (offset: number, values: Float32Array) => void): void;
   /** Collective. The full m and v on rank 0, null elsewhere. */
   gatherMoments(): { m: Float32Array; v: Float32Array } | null;
   /** Collective. Rank 0 passes the full m and v (any run's: they do not depend on N), the others null; rank 0's step is used. */
@@ -56,9 +58,9 @@ export interface DataParallelOptimizer {
  * The optimizer for `zero`: ZeRO-0 or ZeRO-1 over `dist`, for the gradient buffer `grads`
  * (the model's flat gradients: one float per parameter).
  */
-export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage): DataParallelOptimizer {
-  if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper);
-  if (zero === 1) return new ShardedAdamW(dist, grads, hyper);
+export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}): DataParallelOptimizer {
+  if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper, reducer);
+  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer);
   throw new Error(`--zero must be 0 or 1, got ${String(zero)}`);
 }
 
@@ -103,11 +105,11 @@ export class ReplicatedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}) {
     this.paramCount = grads.length;
     this.adam = new AdamW(grads.length, hyper);
     this.hyper = this.adam.hyper;
-    this.reducer = new GradientReducer(dist, grads, null);
+    this.reducer = new GradientReducer(dist, grads, null, reducer);
   }
 
   get step(): number {
@@ -133,6 +135,11 @@ export class ReplicatedAdamW implements DataParallelOptimizer {
   streamMomentsToRoot(visit: MomentVisitor): void {
     if (this.dist.isRoot) visit(0, this.adam.m, this.adam.v);
     this.dist.barrier("moments to rank 0");
+  }
+
+  streamMomentToRoot(which: "m" | "v", visit: (offset: number, values: Float32Array) => void): void {
+    if (this.dist.isRoot) visit(0, which === "m" ? this.adam.m : this.adam.v);
+    this.dist.barrier(`AdamW ${which} to rank 0`);
   }
 
   gatherMoments(): { m: Float32Array; v: Float32Array } | null {
@@ -172,7 +179,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}) {
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}) {
     this.paramCount = grads.length;
     this.layout = new ShardLayout(grads.length, dist.size);
     this.shardStart = this.layout.start(dist.rank);
@@ -181,7 +188,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
     this.adam = length > 0 ? new AdamW(length, hyper) : null;
     // AdamW checks the hyperparameters: a rank with an empty shard checks them too.
     this.hyper = this.adam?.hyper ?? new AdamW(1, hyper).hyper;
-    this.reducer = new GradientReducer(dist, grads, this.layout);
+    this.reducer = new GradientReducer(dist, grads, this.layout, reducer);
   }
 
   get step(): number {
@@ -240,6 +247,28 @@ export class ShardedAdamW implements DataParallelOptimizer {
         const requests: MpiRequest[] = [this.dist.mpi.irecv(mChunk.subarray(0, n), r, TAG_M), this.dist.mpi.irecv(vChunk.subarray(0, n), r, TAG_V)];
         this.dist.wait(requests, `receiving the AdamW moments of rank ${r}`);
         visit(start + offset, mChunk.subarray(0, n), vChunk.subarray(0, n));
+      }
+    }
+  }
+
+  streamMomentToRoot(which: "m" | "v", visit: (offset: number, values: Float32Array) => void): void {
+    const mine = which === "m" ? this.shardMoments.m : this.shardMoments.v;
+    const tag = which === "m" ? TAG_M : TAG_V;
+    if (!this.dist.isRoot) {
+      if (mine.length === 0) return; // rank 0 expects nothing from an empty shard
+      this.dist.wait(this.dist.startSend(mine, 0, tag), `sending the AdamW ${which} to rank 0`);
+      return;
+    }
+    if (mine.length > 0) visit(0, mine);
+    const chunk = Math.min(this.layout.shardSize, this.dist.maxElementsPerCall);
+    const buffer = new Float32Array(chunk);
+    for (let r = 1; r < this.dist.size; r++) {
+      const start = this.layout.start(r);
+      const length = this.layout.length(r);
+      for (let offset = 0; offset < length; offset += chunk) {
+        const n = Math.min(chunk, length - offset);
+        this.dist.wait([this.dist.mpi.irecv(buffer.subarray(0, n), r, tag)], `receiving the AdamW ${which} of rank ${r}`);
+        visit(start + offset, buffer.subarray(0, n));
       }
     }
   }

@@ -13,7 +13,7 @@
 import { closeSync, fstatSync } from "node:fs";
 import { type GPT2Config, validateConfig } from "../model/config.ts";
 import { GPT2Weights, parameterCount } from "../model/weights.ts";
-import { openForReading, writeFileAtomic } from "./atomic.ts";
+import { openForReading, writeStreamAtomic } from "./atomic.ts";
 import { CheckpointError, checkFinite, readCheckpointBytes } from "./checks.ts";
 import { describeJson } from "../base/describe_json.ts";
 
@@ -33,11 +33,20 @@ export interface TensorEntry {
   count: number;
 }
 
+/**
+ * AdamW moments produced piece by piece instead of held whole (a data-parallel run's rank 0
+ * receiving every rank's shard in turn): called once for "m", then once for "v", it must emit the
+ * moment's values in index order, exactly the parameter count in all; each chunk is written
+ * before the next is asked for, so it may be reused.
+ */
+export type MomentStream = (which: "m" | "v", emit: (chunk: Float32Array) => void) => void;
+
 export interface LlmtsCheckpointInput {
   weights: GPT2Weights;
-  /** AdamW first and second moments (both or neither) */
+  /** AdamW first and second moments (both or neither), whole or as a stream */
   m?: Float32Array;
   v?: Float32Array;
+  moments?: MomentStream;
   /** optimizer updates done so far */
   step: number;
   /** any JSON-serialisable training state: hyperparameters, data position, RNG state… */
@@ -57,10 +66,11 @@ const align = (n: number) => Math.ceil(n / ALIGN_BYTES) * ALIGN_BYTES;
 
 /** Writes the checkpoint atomically (temp file, fsync, rename). */
 export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointInput): void {
-  const { weights, m, v, step } = checkpoint;
+  const { weights, m, v, step, moments } = checkpoint;
   const { config, params } = weights;
   const count = params.length;
   if ((m === undefined) !== (v === undefined)) throw new CheckpointError(`${path}: give both AdamW moments (m and v) or neither`);
+  if (moments !== undefined && m !== undefined) throw new CheckpointError(`${path}: give the AdamW moments as arrays or as a stream, not both`);
   if (m !== undefined && m.length !== count) throw new CheckpointError(`${path}: AdamW m has ${m.length} values, the config needs ${count}`);
   if (v !== undefined && v.length !== count) throw new CheckpointError(`${path}: AdamW v has ${v.length} values, the config needs ${count}`);
   if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: step must be a non-negative integer, got ${step}`);
@@ -68,8 +78,12 @@ export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointIn
     if (checkpoint.state !== undefined && key in checkpoint.state) throw new CheckpointError(`${path}: state may not contain the reserved key "${key}"`);
   }
 
-  const arrays: Array<[TensorName, Float32Array]> = [["params", params]];
+  // Each tensor: its values whole, or a function emitting them chunk by chunk.
+  type Source = Float32Array | ((emit: (chunk: Float32Array) => void) => void);
+  const arrays: Array<[TensorName, Source]> = [["params", params]];
   if (m !== undefined && v !== undefined) arrays.push(["adam_m", m], ["adam_v", v]);
+  if (moments !== undefined) arrays.push(["adam_m", (emit) => moments("m", emit)], ["adam_v", (emit) => moments("v", emit)]);
+  const lengthOf = (source: Source) => (source instanceof Float32Array ? source.length : count);
 
   let dataStart = align(PREAMBLE_BYTES + 2);
   let json: Uint8Array;
@@ -77,9 +91,9 @@ export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointIn
   for (;;) {
     tensors = {};
     let offset = dataStart;
-    for (const [name, array] of arrays) {
-      tensors[name] = { offset, count: array.length };
-      offset = align(offset + array.length * 4);
+    for (const [name, source] of arrays) {
+      tensors[name] = { offset, count: lengthOf(source) };
+      offset = align(offset + lengthOf(source) * 4);
     }
     const header = { ...checkpoint.state, config: { ...config }, tensors, step };
     json = new TextEncoder().encode(JSON.stringify(header));
@@ -93,20 +107,33 @@ export function writeLlmtsCheckpoint(path: string, checkpoint: LlmtsCheckpointIn
   const view = new DataView(preamble.buffer);
   view.setUint32(8, LLMTS_VERSION, true);
   view.setUint32(12, json.length, true);
-  const chunks: ArrayBufferView[] = [preamble, json, new Uint8Array(dataStart - PREAMBLE_BYTES - json.length)];
-  let position = dataStart;
-  for (const [name, array] of arrays) {
-    if (position !== tensors[name].offset) throw new Error(`internal: ${name} at ${position}, header says ${tensors[name].offset}`);
-    chunks.push(array);
-    position += array.length * 4;
-    const padded = align(position);
-    // The last tensor is not padded: the file ends where it ends.
-    if (name !== arrays[arrays.length - 1][0]) {
-      chunks.push(new Uint8Array(padded - position));
-      position = padded;
+  const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  writeStreamAtomic(path, (write) => {
+    write(preamble);
+    write(json);
+    write(new Uint8Array(dataStart - PREAMBLE_BYTES - json.length));
+    let position = dataStart;
+    for (const [name, source] of arrays) {
+      if (position !== tensors[name].offset) throw new Error(`internal: ${name} at ${position}, header says ${tensors[name].offset}`);
+      if (source instanceof Float32Array) write(bytesOf(source));
+      else {
+        let emitted = 0;
+        source((chunk) => {
+          if (emitted + chunk.length > count) throw new CheckpointError(`${path}: the ${name} stream gave more than the ${count} values the config needs`);
+          write(bytesOf(chunk));
+          emitted += chunk.length;
+        });
+        if (emitted !== count) throw new CheckpointError(`${path}: the ${name} stream gave ${emitted} values, the config needs ${count}`);
+      }
+      position += tensors[name].count * 4;
+      const padded = align(position);
+      // The last tensor is not padded: the file ends where it ends.
+      if (name !== arrays[arrays.length - 1][0]) {
+        write(new Uint8Array(padded - position));
+        position = padded;
+      }
     }
-  }
-  writeFileAtomic(path, chunks);
+  });
 }
 
 /**

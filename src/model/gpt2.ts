@@ -63,6 +63,39 @@ export function timedKernels(profile: Map<string, number>): Kernels {
   return timed as Kernels;
 }
 
+/** A copy of `k` that calls `after()` once each kernel call returns. */
+export function kernelsWithAfter(k: Kernels, after: () => void): Kernels {
+  const wrapped = {} as Record<string, unknown>;
+  for (const name of Object.keys(k) as Array<keyof Kernels>) {
+    const kernel = k[name] as (...args: unknown[]) => void;
+    wrapped[name] = (...args: unknown[]) => {
+      kernel(...args);
+      after();
+    };
+  }
+  return wrapped as Kernels;
+}
+
+/**
+ * What a data-parallel trainer needs from the backward pass (src/train/data_parallel.ts): to learn
+ * when each gradient is final, so that its reduction over the ranks can start while the rest of
+ * the pass runs, and (optionally) to take over the encoder's sparse wte/wpe gradient.
+ */
+export interface BackwardHooks {
+  /** the lm_head and the final layernorm are done: wte holds its dense part, lnfw and lnfb are final */
+  afterHead(): void;
+  /** block l is done: its 12 gradient slices are final */
+  afterLayer(l: number): void;
+  /** after every kernel call: lets communication in flight progress */
+  afterKernel(): void;
+  /**
+   * When set, replaces the encoder backward: it receives the gradient at the encoder output (B,T,C)
+   * (scratch memory, valid during the call only) and the token ids, and this pass adds nothing to
+   * wte and wpe.
+   */
+  encoder?(dout: Float32Array, inputs: Int32Array, B: number, T: number): void;
+}
+
 /** Where a forward pass's rows sit in their sequences, and how a block attends over them. */
 export interface RowContext {
   /** out (rows,C) = wte[token] + wpe[position of the row] */
@@ -237,16 +270,17 @@ export class GPT2 {
    * Gradient of the last forward's mean loss, ADDED into grads (so several forward/backward pairs
    * accumulate; zeroGrad() between updates). Once per forward: it overwrites probs with dlogits.
    * The residual stream's gradient lives in one buffer (s.dresidual): a residual add passes its
-   * gradient to both inputs unchanged, so nothing is copied.
+   * gradient to both inputs unchanged, so nothing is copied. `hooks` (data-parallel training) are
+   * told as the gradients become final; without them the pass is exactly the plain one.
    */
-  backward(): void {
+  backward(hooks?: BackwardHooks): void {
     if (!this.backwardPending || this.acts === null) {
       throw new Error("GPT2.backward: needs a forward() with targets first (and runs once per forward)");
     }
     this.backwardPending = false;
     const { V, Vp, L, NH, C, maxT } = this.config;
     const a = this.acts, B = a.B, T = a.T, BT = B * T;
-    const k = this.kernels();
+    const k = hooks === undefined ? this.kernels() : kernelsWithAfter(this.kernels(), hooks.afterKernel);
     const p = this.weights.tensors, g = this.gradients.tensors;
     const s = this.memory.scratch(B, T);
 
@@ -258,6 +292,7 @@ export class GPT2 {
     const lastResidual = L > 0 ? a.layers[L - 1].residual3 : a.encoded;
     s.dresidual.fill(0);
     k.layernormBackward(s.dresidual, g.lnfw, g.lnfb, s.dln, lastResidual, p.lnfw, a.lnfMean, a.lnfRstd, BT, C);
+    hooks?.afterHead();
 
     for (let l = L - 1; l >= 0; l--) {
       const w = this.weights.layers[l], gw = this.gradients.layers[l], x = a.layers[l];
@@ -281,7 +316,9 @@ export class GPT2 {
       s.dln.fill(0);
       k.matmulBackwardInput(s.dln, s.dqkv, w.qkvw, BT, C, 3 * C); // dln1 (B,T,C)
       k.layernormBackward(s.dresidual, gw.ln1w, gw.ln1b, s.dln, residual, w.ln1w, x.ln1Mean, x.ln1Rstd, BT, C); // now d(layer input)
+      hooks?.afterLayer(l);
     }
-    k.encoderBackward(g.wte, g.wpe, s.dresidual, this.inputs, B, T, C, Vp, maxT);
+    if (hooks?.encoder !== undefined) hooks.encoder(s.dresidual, this.inputs, B, T);
+    else k.encoderBackward(g.wte, g.wpe, s.dresidual, this.inputs, B, T, C, Vp, maxT);
   }
 }

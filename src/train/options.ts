@@ -61,6 +61,8 @@ export interface TrainFlags {
   peakGflops: number;
   resume: string;
   overwrite: boolean;
+  /** data-parallel optimizer under mpirun: 0 replicated AdamW, 1 ZeRO-1 sharded moments */
+  zero: 0 | 1;
 }
 
 export type FlagKey = keyof TrainFlags;
@@ -95,9 +97,9 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "text", flag: "text", group: "data", kind: "arithmetic", def: null, metavar: "PATH", help: "raw text file or folder, tokenized into <ckpt-dir>/data/", parse: str("text") },
   { key: "valFraction", flag: "val-fraction", group: "data", kind: "arithmetic", def: 0.1, metavar: "X", help: "with --text: fraction of tokens (the last ones) held out for validation", parse: num("val-fraction", 0, 1, { maxExclusive: true }) },
   { key: "shuffle", flag: "no-shuffle", group: "data", kind: "arithmetic", def: true, boolean: true, help: "serve batches in file order (llm.c's unshuffled loader) instead of a seeded shuffle", parse: () => false },
-  { key: "batch", flag: "batch", group: "optimisation", kind: "arithmetic", def: 8, help: "B: sequences per micro-batch", parse: int("batch", 1, 1 << 16) },
+  { key: "batch", flag: "batch", group: "optimisation", kind: "arithmetic", def: 8, help: "B: sequences per micro-batch (per rank under mpirun)", parse: int("batch", 1, 1 << 16) },
   { key: "seq", flag: "seq", group: "optimisation", kind: "arithmetic", def: 64, help: "T: tokens per sequence (≤ the model's maxT)", parse: int("seq", 1, 1 << 16) },
-  { key: "totalBatch", flag: "total-batch", group: "optimisation", kind: "arithmetic", def: null, defNote: "B·T", help: "tokens per update; gradient accumulation = total/(B·T), which must divide", parse: int("total-batch", 1) },
+  { key: "totalBatch", flag: "total-batch", group: "optimisation", kind: "arithmetic", def: null, defNote: "B·T·ranks", help: "tokens per update over all ranks; gradient accumulation = total/(B·T·ranks), which must divide", parse: int("total-batch", 1) },
   { key: "lr", flag: "lr", group: "optimisation", kind: "arithmetic", def: 1e-4, metavar: "X", help: "peak learning rate (see the recipe below)", parse: num("lr", 0, 10, { minExclusive: true }) },
   { key: "schedule", flag: "schedule", group: "optimisation", kind: "arithmetic", def: "constant", metavar: "NAME", help: `learning-rate schedule after warmup: ${SCHEDULES.join("|")}`, parse: (v) => choiceFlag("schedule", v, SCHEDULES) },
   { key: "warmup", flag: "warmup", group: "optimisation", kind: "arithmetic", def: 0, help: "linear warmup steps (lr·(s+1)/warmup)", parse: int("warmup", 0) },
@@ -124,11 +126,23 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "resume", flag: "resume", group: "state", kind: "invocation", def: null, metavar: "PATH|latest", help: 'continue from a checkpoint path, or "latest" in --ckpt-dir (the run spec comes from the checkpoint)', parse: str("resume") },
   { key: "overwrite", flag: "overwrite", group: "state", kind: "invocation", def: false, boolean: true, help: "start fresh even if --ckpt-dir holds checkpoints of an earlier run (they are deleted)", parse: () => true },
   { key: "log", flag: "log", group: "output", kind: "cadence", def: null, metavar: "PATH", defNote: "<ckpt-dir>/log.jsonl", help: "JSONL log; an SVG loss curve is written beside it (.svg)", parse: str("log") },
-  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${defaultThreadCount()}`, help: "kernel threads", parse: int("threads", 1, maxThreads()) },
-  { key: "peakGflops", flag: "peak-gflops", group: "machine", kind: "invocation", def: null, metavar: "X", defNote: "measured at start-up", help: "the machine's peak for the MFU figure, GFLOP/s", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
+  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${defaultThreadCount()}; under mpirun the cores divided among the node's ranks`, help: "kernel threads (per rank)", parse: int("threads", 1, maxThreads()) },
+  { key: "peakGflops", flag: "peak-gflops", group: "machine", kind: "invocation", def: null, metavar: "X", defNote: "measured at start-up", help: "the machine's peak for the MFU figure, GFLOP/s (under mpirun: all ranks together)", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
 ];
 
-export const FLAG_BY_KEY = Object.fromEntries(FLAGS.map((f) => [f.key, f])) as Record<FlagKey, FlagSpec>;
+/**
+ * The flags that matter only under mpirun (data-parallel ranks, docs/distributed.md). Parsed and
+ * listed in --help with the others; a table of their own so that a one-process run's table
+ * (FLAGS, and what its tests enumerate) is unchanged by them.
+ */
+export const DATA_PARALLEL_FLAGS: readonly FlagSpec[] = [
+  { key: "zero", flag: "zero", group: "data parallel (mpirun -np N bun run train)", kind: "invocation", def: null, defNote: "1 with more than one rank", metavar: "0|1", help: "0: every rank holds all AdamW moments; 1 (ZeRO-1): each rank holds and updates 1/N of them", parse: (v) => Number(choiceFlag("zero", v, ["0", "1"])) },
+];
+
+/** Every flag bun run train takes. */
+export const ALL_FLAGS: readonly FlagSpec[] = [...FLAGS, ...DATA_PARALLEL_FLAGS];
+
+export const FLAG_BY_KEY = Object.fromEntries(ALL_FLAGS.map((f) => [f.key, f])) as Record<FlagKey, FlagSpec>;
 
 /** The defaults of the flags that have one (the run spec's starting point; injectable in tests). */
 export type FlagDefaults = Partial<TrainFlags>;
@@ -139,7 +153,7 @@ export const DEFAULTS: Readonly<FlagDefaults> = Object.freeze(
 export function helpText(): string {
   const lines = ["usage: bun run train [options]", "", `Trains GPT-2 on the CPU. With no options: a fresh ${DEFAULTS.model} model on Moby-Dick.`, ""];
   let group = "";
-  for (const f of FLAGS) {
+  for (const f of ALL_FLAGS) {
     if (f.group !== group) {
       group = f.group;
       lines.push(`${group}:`);
@@ -152,6 +166,10 @@ export function helpText(): string {
     "Resume: `--resume latest` continues the run in --ckpt-dir with the run spec saved in its checkpoint.",
     "Arithmetic flags (model, data, batch, optimizer, schedule, seed) may repeat the saved values but",
     "not change them; --steps, the evaluation/sample/checkpoint cadence, --log and --threads may change.", "",
+    "Data parallel: `mpirun -np N bun run train …` trains one model on N ranks (docs/distributed.md):",
+    "--batch is per rank, --total-batch over all ranks; rank 0 writes the log, samples and checkpoints.",
+    "A checkpoint resumes on any number of ranks that divides its B×ranks sequences per micro-batch.",
+    "Ctrl-C on mpirun saves a checkpoint if mpirun waits long enough: mpirun --mca odls_base_sigkill_timeout 30 …", "",
     "Exit codes: 0 done; 1 failure (including a NaN/Inf loss); 2 bad flags or input (nothing was done);",
     "130 interrupted by Ctrl-C (a checkpoint was saved; continue with --resume latest).", "");
   return lines.join("\n");
@@ -166,7 +184,7 @@ export interface ParsedArgs {
 /** Parses and validates argv: any problem throws UsageError naming the flag. */
 export function parseTrainArgs(argv: string[]): ParsedArgs {
   const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = { help: { type: "boolean", short: "h" } };
-  for (const f of FLAGS) options[f.flag] = { type: f.boolean ? "boolean" : "string", ...(f.multiple ? { multiple: true } : {}) };
+  for (const f of ALL_FLAGS) options[f.flag] = { type: f.boolean ? "boolean" : "string", ...(f.multiple ? { multiple: true } : {}) };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
@@ -175,7 +193,7 @@ export function parseTrainArgs(argv: string[]): ParsedArgs {
   }
   const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
   const given: Partial<TrainFlags> = {};
-  for (const f of FLAGS) {
+  for (const f of ALL_FLAGS) {
     const raw = values[f.flag];
     if (raw === undefined) continue;
     if (f.boolean) (given as Record<string, unknown>)[f.key] = f.parse("");

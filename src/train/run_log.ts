@@ -13,6 +13,9 @@ export interface StepRecord {
   tokens_per_s: number;
   /** why the update was skipped (the outlier guard), when it was */
   skipped?: string;
+  /** data-parallel runs (rank 0's view): time with communication in flight, and the part the computation did not hide */
+  comm_ms?: number;
+  comm_exposed_ms?: number;
 }
 export interface EvalRecord {
   step: number;
@@ -30,10 +33,12 @@ export class RunLog {
   /**
    * Opens the log. Fresh: the file is emptied. Resuming at `resumeStep`: entries up to that step
    * are kept (and plotted), later ones (from the interrupted tail of the earlier run) are dropped.
+   * `writes` false (the ranks other than 0 of a data-parallel run): never touches the files.
    */
-  constructor(path: string, resumeStep: number | null) {
+  constructor(path: string, resumeStep: number | null, readonly writes = true) {
     this.path = path;
     this.svgPath = path.replace(/\.jsonl?$/i, "") + ".svg";
+    if (!writes) return;
     makeFolder(dirname(path));
     const kept: string[] = [];
     if (existsSync(path) && !statSync(path).isFile()) throw new InputError(`--log: ${path} exists and is not a regular file`);
@@ -55,6 +60,7 @@ export class RunLog {
   }
 
   append(record: Record_): void {
+    if (!this.writes) return;
     appendText(this.path, JSON.stringify(record) + "\n");
     this.remember(record);
   }
@@ -62,7 +68,7 @@ export class RunLog {
   /** Rewrites the SVG, at most every `minIntervalMs` unless forced. */
   refreshSvg(force = false, minIntervalMs = 5000): void {
     const now = performance.now();
-    if (!force && now - this.lastSvg < minIntervalMs) return;
+    if (!this.writes || (!force && now - this.lastSvg < minIntervalMs)) return;
     this.lastSvg = now;
     writeFileAtomic(this.svgPath, [new TextEncoder().encode(lossCurveSvg(this.train, this.val))]);
   }

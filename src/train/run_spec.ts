@@ -9,6 +9,14 @@
 //               different value is a usage error naming both); a cadence flag given replaces it;
 //               a data path given again may differ (the data moved): the loader checks it is the
 //               same data
+//               different value is a usage error naming both); a cadence flag given replaces it
+//
+// Data-parallel runs (mpirun -np N): `batch` is per rank and `ranks` says over how many, so the
+// micro-batch of the whole job is batch·ranks sequences. That product (with seq and totalBatch)
+// is the arithmetic: it fixes which tokens each update sees (the loader's global windows) and the
+// accumulation. The rank count itself is not: a run resumes on M ranks when M divides
+// batch·ranks, with batch·ranks/M sequences per rank, and its losses continue to fp32 precision
+// (the sums over ranks are added in another order).
 import { join, resolve } from "node:path";
 import { UsageError } from "../base/errors.ts";
 import type { MatmulPrecision } from "../ffi.ts";
@@ -25,9 +33,12 @@ export interface RunSpec {
   model: ModelSource;
   data: DataSource;
   shuffle: boolean;
+  /** sequences per micro-batch on each rank */
   batch: number;
+  /** data-parallel ranks of this invocation (1: one process); batch·ranks is the arithmetic, see above */
+  ranks: number;
   seq: number;
-  /** tokens per optimizer update (a multiple of batch·seq) */
+  /** tokens per optimizer update over all ranks (a multiple of batch·seq·ranks) */
   totalBatch: number;
   lr: number;
   schedule: Schedule;
@@ -98,26 +109,40 @@ function required<T>(value: T | undefined, key: string): T {
 }
 
 /** A fresh run's spec: given flags, else the defaults. */
-function freshSpec(given: Partial<TrainFlags>, defaults: SpecDefaults): RunSpec {
+function freshSpec(given: Partial<TrainFlags>, defaults: SpecDefaults, ranks: number): RunSpec {
   const flags = defaults.flags;
   const out: Record<string, unknown> = {};
   for (const key of SCALAR_KEYS) out[key] = given[key] ?? required(flags[key], key);
   const spec = out as unknown as RunSpec;
   spec.model = modelFrom(given) ?? { fresh: required(flags.model, "model") };
   spec.data = dataFrom(given, flags) ?? defaults.data;
-  spec.totalBatch = given.totalBatch ?? spec.batch * spec.seq;
+  spec.ranks = ranks;
+  spec.totalBatch = given.totalBatch ?? spec.batch * spec.seq * ranks;
   spec.log = given.log ?? defaultLogPath(spec.ckptDir);
   return spec;
 }
 
 /** A resumed run's spec: the saved one, with cadence flags applied and arithmetic flags checked. */
-function resumedSpec(given: Partial<TrainFlags>, saved: RunSpec, defaults: SpecDefaults): RunSpec {
+function resumedSpec(given: Partial<TrainFlags>, saved: RunSpec, defaults: SpecDefaults, ranks: number): RunSpec {
   const spec: RunSpec = structuredClone(saved);
   const contradiction = (flag: string, value: unknown, savedValue: unknown) =>
     new UsageError(`--${flag} ${describe(value)} contradicts the checkpoint's ${describe(savedValue)}: a resumed run keeps its arithmetic (start a new run in another --ckpt-dir to change it)`);
+  // Another rank count: the same sequences per micro-batch, shared out differently.
+  const rows = saved.batch * saved.ranks;
+  if (ranks !== saved.ranks) {
+    if (rows % ranks !== 0) {
+      throw new UsageError(`this run's micro-batch is ${rows} sequences (--batch ${saved.batch} on ${saved.ranks} rank${saved.ranks === 1 ? "" : "s"}), which ${ranks} ranks cannot share evenly: resume it on a number of ranks that divides ${rows}`);
+    }
+    spec.ranks = ranks;
+    spec.batch = rows / ranks;
+  }
   for (const key of SCALAR_KEYS) {
     const value = given[key];
     if (value === undefined) continue;
+    if (key === "batch" && ranks !== saved.ranks && value !== spec.batch) {
+      throw contradiction("batch", value, `${saved.batch} per rank on ${saved.ranks} rank${saved.ranks === 1 ? "" : "s"} (${rows} sequences per micro-batch: --batch ${spec.batch} on ${ranks})`);
+    }
+    if (key === "batch" && ranks !== saved.ranks) continue;
     if (FLAG_BY_KEY[key].kind === "arithmetic" && value !== saved[key]) throw contradiction(FLAG_BY_KEY[key].flag, value, saved[key]);
     (spec as unknown as Record<string, unknown>)[key] = value;
   }
@@ -146,9 +171,13 @@ export function describeData(data: DataSource): string {
   return `train ${data.files.train.join(" ")}${data.files.val.length > 0 ? `, val ${data.files.val.join(" ")}` : ", no validation data"}`;
 }
 
-/** The run spec of this invocation (frozen). `saved` is the checkpoint's spec when resuming. */
-export function resolveRunSpec(given: Partial<TrainFlags>, saved: RunSpec | null, defaults: SpecDefaults): Readonly<RunSpec> {
-  const spec = saved === null ? freshSpec(given, defaults) : resumedSpec(given, saved, defaults);
+/**
+ * The run spec of this invocation (frozen). `saved` is the checkpoint's spec when resuming;
+ * `ranks` the data-parallel ranks of this invocation (1: one process).
+ */
+export function resolveRunSpec(given: Partial<TrainFlags>, saved: RunSpec | null, defaults: SpecDefaults, ranks = 1): Readonly<RunSpec> {
+  if (!Number.isInteger(ranks) || ranks < 1) throw new Error(`resolveRunSpec: ranks must be a positive integer, got ${ranks}`);
+  const spec = saved === null ? freshSpec(given, defaults, ranks) : resumedSpec(given, saved, defaults, ranks);
   return deepFreeze(spec);
 }
 
@@ -163,8 +192,11 @@ function deepFreeze<T>(value: T): T {
 /** Cross-field checks that need the model (still before any work): returns the accumulation. */
 export function checkRunSpec(spec: RunSpec, maxT: number): number {
   if (spec.seq > maxT) throw new UsageError(`--seq: ${spec.seq} exceeds the model's maximum sequence length (${maxT})`);
-  const microTokens = spec.batch * spec.seq;
-  if (spec.totalBatch % microTokens !== 0) throw new UsageError(`--total-batch: ${spec.totalBatch} tokens is not a multiple of --batch × --seq = ${spec.batch}×${spec.seq} = ${microTokens}`);
+  const microTokens = spec.batch * spec.seq * spec.ranks;
+  if (spec.totalBatch % microTokens !== 0) {
+    const factors = spec.ranks === 1 ? `--batch × --seq = ${spec.batch}×${spec.seq}` : `--batch × --seq × ranks = ${spec.batch}×${spec.seq}×${spec.ranks}`;
+    throw new UsageError(`--total-batch: ${spec.totalBatch} tokens is not a multiple of ${factors} = ${microTokens}`);
+  }
   if (spec.warmup > spec.steps) throw new UsageError(`--warmup: ${spec.warmup} steps is more than --steps (${spec.steps})`);
   return spec.totalBatch / microTokens;
 }
@@ -200,8 +232,10 @@ function validateSpec(raw: unknown, source: string): RunSpec {
     }
     if (parsed !== value) throw bad(key, `is ${JSON.stringify(value)}, which does not round-trip`);
   }
-  for (const key of ["totalBatch"] as const) {
-    if (!Number.isSafeInteger(r[key]) || (r[key] as number) < 1) throw bad(key, `must be a positive integer, got ${JSON.stringify(r[key])}`);
+  // Checkpoints written before data parallelism come from one process.
+  const ranks = r.ranks === undefined ? 1 : r.ranks;
+  for (const [key, value] of [["totalBatch", r.totalBatch], ["ranks", ranks]] as const) {
+    if (!Number.isSafeInteger(value) || (value as number) < 1) throw bad(key, `must be a positive integer, got ${JSON.stringify(value)}`);
   }
   if (typeof r.log !== "string" || r.log === "") throw bad("log", "must be a non-empty path");
   const model = r.model as Record<string, unknown> | null;
@@ -214,7 +248,7 @@ function validateSpec(raw: unknown, source: string): RunSpec {
       (data.text !== undefined && typeof data.text.path === "string" && data.text.path !== "" && typeof data.text.valFraction === "number" &&
         data.text.valFraction >= 0 && data.text.valFraction < 1));
   if (!dataOk) throw bad("data", `must be {"files": {train, val}} or {"text": {path, valFraction}}, got ${JSON.stringify(r.data)}`);
-  const spec: Record<string, unknown> = { model: r.model, data: r.data, totalBatch: r.totalBatch, log: r.log };
+  const spec: Record<string, unknown> = { model: r.model, data: r.data, ranks, totalBatch: r.totalBatch, log: r.log };
   for (const key of SCALAR_KEYS) spec[key] = r[key];
   return spec as unknown as RunSpec;
 }

@@ -67,7 +67,7 @@ function sumOverRanks(kind: "dyadic" | "spread", n: number, step: number, N: num
  * Steps first+1 … first+steps of `opt` against `ref` (one process) on the same parameters; checks
  * the norm, the parameters (bits, and the same on every rank) after every step.
  */
-function trainAgainstReference(h: Harness, label: string, opt: DataParallelOptimizer, params: Float32Array, ref: AdamW, refParams: Float32Array, kind: "dyadic" | "spread", first: number, steps: number): void {
+function trainAgainstReference(h: Harness, label: string, opt: DataParallelOptimizer, params: Float32Array, ref: AdamW, refParams: Float32Array, kind: "dyadic" | "spread", first: number, steps: number, between: () => void = () => {}): void {
   const { dist } = h;
   const N = dist.size;
   const n = params.length;
@@ -80,6 +80,7 @@ function trainAgainstReference(h: Harness, label: string, opt: DataParallelOptim
       if (k === 2) continue;
       opt.reducer.ready(...slices[k]);
       opt.reducer.progress();
+      between();
     }
     const times = opt.reducer.waitAll();
     if (step === first + 1) {
@@ -141,6 +142,26 @@ await runChecks((h) => {
         }
       }
     }
+    // At most 2500 floats in flight (units of 1000: MAX_ELEMENTS_PER_CALL), the rest queued and
+    // posted as earlier units complete — at times that differ from rank to rank — on a duplicated
+    // communicator, with collectives on MPI_COMM_WORLD started between the readies.
+    for (const zero of [0, 1] as ZeroStage[]) {
+      const label = `ZeRO-${zero} queued (2500 floats in flight), own communicator, P=${P}, N=${N}`;
+      const params = freshParams(P);
+      const refParams = params.slice();
+      const opt = createDataParallelOptimizer(dist.duplicate(), new Float32Array(P), HYPER, zero, { maxFloatsInFlight: 2500 });
+      h.check(`${label}: the cap is set`, opt.reducer.maxFloatsInFlight === 2500);
+      const ref = new AdamW(P, HYPER);
+      let worldCalls = 0;
+      const between = () => {
+        const ranks = dist.allgatherF64(Float64Array.of(dist.rank));
+        if (ranks.every((r, i) => r === i)) worldCalls++;
+      };
+      trainAgainstReference(h, label, opt, params, ref, refParams, "dyadic", 0, 3, between);
+      h.check(`${label}: the world collectives between the readies returned the right values`, worldCalls > 0 && worldCalls % 3 === 0, () => `${worldCalls}`);
+      checkMoments(h, label, opt, { m: ref.m, v: ref.v });
+    }
+
     // More ranks than a tiny vector needs: with P = 4 and N = 3, shards are 2, 2 and 0 elements.
     const tiny = 4;
     const params = freshParams(tiny);

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readLlmtsCheckpoint, writeLlmtsCheckpoint } from "../../io/llmts_checkpoint.ts";
+import type { AdamW } from "../../optim/adamw.ts";
 import { setupRun } from "../../train/trainer.ts";
 import type { Format } from "../format.ts";
 import { binaryMutators, fileMutators, type MutationContext, type Mutator, type Seed } from "../mutate_bytes.ts";
@@ -202,7 +203,7 @@ async function check(dir: string): Promise<CheckResult> {
   const meaning = llmtsMeaning(before);
   if (!meaning.ok) return { verdict: "misread", detail: `resumed from ${newest}, which cannot be read: ${meaning.why}` };
   const want = meaning.value;
-  for (const [name, got, expected] of [["params", run.model.params, want.params], ["adam_m", run.optimizer.m, want.m], ["adam_v", run.optimizer.v, want.v]] as const) {
+  for (const [name, got, expected] of [["params", run.model.params, want.params], ["adam_m", (run.optimizer as AdamW).m, want.m], ["adam_v", (run.optimizer as AdamW).v, want.v]] as const) {
     if (expected === null) return { verdict: "misread", detail: `resumed without ${name} in ${newest}` };
     const diff = firstDifference(got, expected);
     if (diff >= 0) return { verdict: "misread", detail: `${name}[${diff}] resumed as ${got[diff]}, ${newest} holds ${expected[diff]}` };

@@ -1,0 +1,153 @@
+// What `bun run train` does differently under `mpirun -np N` (N > 1): one model trained by N
+// data-parallel ranks (docs/distributed.md). The trainer (trainer.ts) keeps its step; this file
+// holds the parts that talk to the other ranks:
+//
+// - the backward hooks of a step's last micro-batch: as soon as the lm_head, then each block, is
+//   done, its gradient slices are readied for reduction (GradientReducer), which progresses after
+//   every kernel call; earlier micro-batches accumulate locally and communicate nothing;
+// - wte's gradient (a third of d12's parameters) is readied right after the lm_head, and the
+//   encoder's sparse rows of the last micro-batch travel separately (EmbeddingGradientExchange),
+//   while the rows every rank receives (N·B·T of them) are few next to wte's Vp; otherwise the
+//   encoder runs as usual and wte is reduced after it;
+// - the update through ZeRO-0 (replicated AdamW) or ZeRO-1 (each rank's 1/N of the moments, then
+//   an all-gather of the parameters), the gradient norm of the global gradient, the global loss;
+// - checkpoints: rank 0 writes the file, receiving the moments shard by shard (never the whole
+//   1 GB of d12's moments at once under ZeRO-1);
+// - the stop vote: every rank leaves the loop after the same step when any rank was signalled.
+import { availableParallelism } from "node:os";
+import { UsageError } from "../base/errors.ts";
+import type { Distributed } from "../dist/distributed.ts";
+import { EmbeddingGradientExchange } from "../dist/embedding_grads.ts";
+import { type CommTimes, emptyCommTimes } from "../dist/grad_reducer.ts";
+import { createDataParallelOptimizer, type DataParallelOptimizer, ShardedAdamW, type ZeroStage } from "../dist/zero.ts";
+import { parseThreadCount } from "../ffi.ts";
+import type { MomentStream } from "../io/llmts_checkpoint.ts";
+import type { BackwardHooks, GPT2 } from "../model/gpt2.ts";
+import { BLOCK_TENSOR_NAMES, parameterLayout } from "../model/weights.ts";
+import type { AdamWHyperparameters } from "../optim/adamw.ts";
+
+/**
+ * The embedding-row exchange is used while every rank's received rows (N·B·T rows of C floats)
+ * are at most this fraction of wte (Vp rows). A rule of thumb, not a measured break-even: the
+ * exchange moves N·B·T·C floats to every rank and adds them in TypeScript, against the Vp·C-float
+ * wte reduction it takes off the end of the backward pass; at an eighth of Vp the rows are still
+ * well below that, and the addition loop stays in the milliseconds.
+ */
+export const EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION = 1 / 8;
+
+export interface DataParallelOptions {
+  /** use the embedding-row exchange (default: LLMTS_WTE_EXCHANGE, else by EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION) */
+  embeddingExchange?: boolean;
+}
+
+/**
+ * LLMTS_WTE_EXCHANGE: "1" always exchange the embedding rows, "0" never (reduce wte after the
+ * encoder), unset or "auto" decide by the row count. Both give the same gradients up to the order
+ * of float32 additions; which is faster depends on the network.
+ */
+export function embeddingExchangeFromEnvironment(env: Record<string, string | undefined> = process.env): boolean | undefined {
+  const text = env.LLMTS_WTE_EXCHANGE;
+  if (text === undefined || text === "" || text === "auto") return undefined;
+  if (text === "1" || text === "0") return text === "1";
+  throw new UsageError(`LLMTS_WTE_EXCHANGE must be 0, 1 or auto, got "${text}"`);
+}
+
+/** Ranks mpirun started on this node (OMPI_COMM_WORLD_LOCAL_SIZE), 1 when unknown. */
+export function ranksOnThisNode(env: Record<string, string | undefined> = process.env): number {
+  const n = Number(env.OMPI_COMM_WORLD_LOCAL_SIZE);
+  return Number.isSafeInteger(n) && n >= 1 ? n : 1;
+}
+
+/** Kernel threads of a rank when --threads is not given: LLMTS_THREADS, else the node's cores shared among its ranks. */
+export function defaultThreadsPerRank(env: Record<string, string | undefined> = process.env): number {
+  if (env.LLMTS_THREADS !== undefined && env.LLMTS_THREADS !== "") return parseThreadCount(env.LLMTS_THREADS, "LLMTS_THREADS");
+  return Math.max(1, Math.floor(Math.min(64, availableParallelism()) / ranksOnThisNode(env)));
+}
+
+export class DataParallelTraining {
+  readonly optimizer: DataParallelOptimizer;
+  readonly exchange: EmbeddingGradientExchange | null;
+  /** the hooks of a step's last backward pass */
+  readonly hooks: BackwardHooks;
+  /** the last step's communication: gradient reduction, embedding rows and (ZeRO-1) the parameter all-gather */
+  lastStep: CommTimes = emptyCommTimes();
+  private readonly headRanges: Array<[number, number]>;
+  private readonly layerRanges: Array<Array<[number, number]>>;
+
+  constructor(readonly dist: Distributed, readonly model: GPT2, hyper: Partial<AdamWHyperparameters>, readonly zero: ZeroStage, B: number, T: number, options: DataParallelOptions = {}) {
+    const config = model.config;
+    const { offsets, sizes, total } = parameterLayout(config);
+    // The optimizer (its gradient reducer above all, which starts queued reductions as earlier ones
+    // complete) works on a communicator of its own, so its collectives never have to line up with
+    // the ones this class starts on `dist` (the row exchange, the loss, the stop vote).
+    this.optimizer = createDataParallelOptimizer(dist.duplicate(), model.grads, hyper, zero);
+    const rows = dist.size * B * T;
+    const useExchange = options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION;
+    if (useExchange) {
+      const owned = this.optimizer instanceof ShardedAdamW ? { start: this.optimizer.shardStart, end: this.optimizer.shardEnd } : { start: 0, end: total };
+      this.exchange = new EmbeddingGradientExchange(dist, { C: config.C, Vp: config.Vp, maxT: config.maxT, wteOffset: offsets.wte, wpeOffset: offsets.wpe }, owned, B * T);
+    } else this.exchange = null;
+    // After the lm_head: lnf, and (with the exchange) wte and wpe, which hold everything but this
+    // micro-batch's encoder rows. Without the exchange wte and wpe are reduced last (waitAll).
+    this.headRanges = [[offsets.lnfw, total]];
+    if (this.exchange !== null) this.headRanges.unshift([offsets.wte, offsets.wpe + sizes.wpe]);
+    this.layerRanges = Array.from({ length: config.L }, (_, l) =>
+      BLOCK_TENSOR_NAMES.map((name): [number, number] => {
+        const perLayer = sizes[name] / config.L;
+        return [offsets[name] + l * perLayer, offsets[name] + (l + 1) * perLayer];
+      }),
+    );
+    const reducer = this.optimizer.reducer;
+    const exchange = this.exchange;
+    this.hooks = {
+      afterHead: () => {
+        for (const [a, b] of this.headRanges) reducer.ready(a, b);
+      },
+      afterLayer: (l) => {
+        for (const [a, b] of this.layerRanges[l]) reducer.ready(a, b);
+      },
+      afterKernel: () => reducer.progress(),
+      ...(exchange === null ? {} : { encoder: (dout: Float32Array, inputs: Int32Array, b: number, t: number) => exchange.start(inputs, dout, b, t) }),
+    };
+  }
+
+  /**
+   * After the last backward pass of a step: waits for the reduction and adds the exchanged
+   * embedding rows. The gradient buffer then holds sums over ranks (ZeRO-1: in this rank's shard only).
+   */
+  reduce(): void {
+    const reduced = this.optimizer.reducer.waitAll();
+    const rows = this.exchange?.finish(this.model.grads) ?? emptyCommTimes();
+    this.lastStep = { ms: reduced.ms + rows.ms, exposedMs: reduced.exposedMs + rows.exposedMs, floats: reduced.floats + rows.floats, operations: reduced.operations + rows.operations };
+  }
+
+  /** AdamW on the mean over ranks × gradScale; ZeRO-1 then all-gathers the parameters. */
+  update(lr: number, gradScale: number): void {
+    this.optimizer.update(this.model.params, lr, gradScale);
+    const gather = this.optimizer.lastUpdateComm;
+    this.lastStep = { ms: this.lastStep.ms + gather.ms, exposedMs: this.lastStep.exposedMs + gather.exposedMs, floats: this.lastStep.floats + gather.floats, operations: this.lastStep.operations + gather.operations };
+  }
+
+  /** The mean over ranks of one value (identical bits on every rank). */
+  mean(value: number): number {
+    return this.dist.meanF64(value);
+  }
+
+  /** True on every rank when any rank asks to stop (a signal reaches the ranks at slightly different times). */
+  anyRank(wants: boolean): boolean {
+    return this.dist.sumF64([wants ? 1 : 0])[0] > 0;
+  }
+
+  /**
+   * Collective: rank 0 runs `write` with the full moments as a stream (rank by rank, in index
+   * order); the other ranks send theirs.
+   */
+  writeCheckpoint(write: (moments: MomentStream) => void): void {
+    if (this.dist.isRoot) {
+      write((which, emit) => this.optimizer.streamMomentToRoot(which, (_, values) => emit(values)));
+      return;
+    }
+    this.optimizer.streamMomentToRoot("m", () => {});
+    this.optimizer.streamMomentToRoot("v", () => {});
+  }
+}
