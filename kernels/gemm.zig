@@ -28,21 +28,19 @@ pub const mr = if (has_avx512) 12 else 6;
 pub const nr = 2 * lanes;
 
 /// Cache blocking. A kc×nr B micro-panel must sit in L1 (32–48 KiB) next to the streaming A
-/// panel; a compute task's C sub-block (mc_panels·mr × nc_panels·nr) and its A sub-block for one
-/// K block (mc_panels·mr × kc) must sit in L2 (512 KiB–1 MiB). Packed A and B (all of K) live in
-/// L3/memory, capped by the budgets (floats).
+/// panel; a task's own block (task_panels panels × the K chunk) and its share of C must sit in L2
+/// (1–2 MiB); the shared operand's packed block (capped by its budget, in 32-bit slots) in L3.
 pub const Blocking = struct {
     kc: usize,
     k_chunk: usize, // K is packed and walked in chunks of this many (a multiple of kc)
-    mc_panels: usize,
-    nc_panels: usize,
-    a_pack_floats: usize,
-    b_pack_floats: usize,
+    task_panels: usize, // at most this many B panels per task (when the tasks split B)
+    task_panels_a: usize, // at most this many A panels per task (when the tasks split A)
+    shared_pack_floats: usize,
 };
 pub const default_blocking: Blocking = if (has_avx512)
-    .{ .kc = 192, .k_chunk = 1536, .mc_panels = 16, .nc_panels = 16, .a_pack_floats = 2 << 20, .b_pack_floats = 4 << 20 }
+    .{ .kc = 256, .k_chunk = 1536, .task_panels = 4, .task_panels_a = 32, .shared_pack_floats = 4 << 20 }
 else
-    .{ .kc = 256, .k_chunk = 1536, .mc_panels = 24, .nc_panels = 16, .a_pack_floats = 2 << 20, .b_pack_floats = 4 << 20 };
+    .{ .kc = 256, .k_chunk = 1536, .task_panels = 4, .task_panels_a = 16, .shared_pack_floats = 4 << 20 };
 
 /// Element (row, p) of an operand sits at ptr[row·row_stride + p·k_stride]; "row" is the M index
 /// for A and the N index for B, p is the K index.
@@ -89,12 +87,18 @@ pub fn bf16Available() bool {
 }
 
 // Packing buffers, never freed (the library lives as long as the process). A packed panel is an
-// array of 32-bit slots: one f32, or one pair of bf16 values (two consecutive k). The first call
-// reserves the whole budget at once (mmap: pages cost memory only once touched), so later calls
-// do not allocate; only a K chunk too long for the budget at one panel per block makes them grow.
-// Only one GEMM runs at a time (the pool is not reentrant).
-var a_pack: []align(64) u32 = &.{};
-var b_pack: []align(64) u32 = &.{};
+// array of 32-bit slots: one f32, or one pair of bf16 values (two consecutive k). The shared
+// buffer reserves its whole budget at the first call (mmap: pages cost memory only once touched);
+// each thread's own buffer grows to the largest task block it has packed. Only one GEMM runs at a
+// time (the pool is not reentrant).
+var shared_pack: []align(64) u32 = &.{};
+/// Each pool thread's own packing buffer (grown on first use, then reused for the process).
+threadlocal var own_pack: []align(64) u32 = &.{};
+
+fn ownBuffer(count: usize) [*]u32 {
+    ensureCapacity(&own_pack, count, count);
+    return own_pack.ptr;
+}
 
 fn ensureCapacity(buffer: *[]align(64) u32, count: usize, reserve: usize) void {
     if (buffer.len >= count) return;
@@ -159,21 +163,16 @@ fn Kernels(comptime precision: Precision) type {
             }
             var ap = a;
             var bp = b;
+            // Unrolled: the loop's own pointer and counter updates are integer µops that may be
+            // scheduled on the two FMA ports; four steps per iteration make them 4× rarer.
             var s: usize = 0;
+            while (s + unroll <= steps) : (s += unroll) {
+                inline for (0..unroll) |u| kStep(&acc, ap + u * mr, bp + u * nr);
+                ap += unroll * mr;
+                bp += unroll * nr;
+            }
             while (s < steps) : (s += 1) {
-                // Packed panels are 64-byte aligned and nr slots wide: every B vector is aligned.
-                const b0: U = @as(*const U, @ptrCast(@alignCast(bp))).*;
-                const b1: U = @as(*const U, @ptrCast(@alignCast(bp + lanes))).*;
-                inline for (0..mr) |i| {
-                    const ai: U = @splat(ap[i]);
-                    if (precision == .bf16) {
-                        acc[i][0] = simd.dotBf16(acc[i][0], @bitCast(ai), @bitCast(b0));
-                        acc[i][1] = simd.dotBf16(acc[i][1], @bitCast(ai), @bitCast(b1));
-                    } else {
-                        acc[i][0] = @mulAdd(V, @bitCast(ai), @bitCast(b0), acc[i][0]);
-                        acc[i][1] = @mulAdd(V, @bitCast(ai), @bitCast(b1), acc[i][1]);
-                    }
-                }
+                kStep(&acc, ap, bp);
                 ap += mr;
                 bp += nr;
             }
@@ -184,6 +183,25 @@ fn Kernels(comptime precision: Precision) type {
             inline for (0..mr) |i| {
                 store(c[i * ldc ..][0..nr], 0, acc[i][0]);
                 store(c[i * ldc ..][0..nr], lanes, acc[i][1]);
+            }
+        }
+
+        const unroll = 4;
+
+        /// One slot of the k loop: every accumulator gets its product(s).
+        inline fn kStep(acc: *[mr][2]V, ap: [*]const u32, bp: [*]const u32) void {
+            // Packed panels are 64-byte aligned and nr slots wide: every B vector is aligned.
+            const b0: U = @as(*const U, @ptrCast(@alignCast(bp))).*;
+            const b1: U = @as(*const U, @ptrCast(@alignCast(bp + lanes))).*;
+            inline for (0..mr) |i| {
+                const ai: U = @splat(ap[i]);
+                if (precision == .bf16) {
+                    acc[i][0] = simd.dotBf16(acc[i][0], @bitCast(ai), @bitCast(b0));
+                    acc[i][1] = simd.dotBf16(acc[i][1], @bitCast(ai), @bitCast(b1));
+                } else {
+                    acc[i][0] = @mulAdd(V, @bitCast(ai), @bitCast(b0), acc[i][0]);
+                    acc[i][1] = @mulAdd(V, @bitCast(ai), @bitCast(b1), acc[i][1]);
+                }
             }
         }
 
@@ -258,73 +276,87 @@ fn Kernels(comptime precision: Precision) type {
             if (rows < r) for (0..n_slots) |s| @memset(dst[s * r + rows .. s * r + r], 0);
         }
 
-        const Step = struct {
+        /// The operand every task shares, packed once (per K chunk) before the tasks run: the small
+        /// one. The other is split among the tasks, each packing its own block into its thread's
+        /// buffer right before using it, so each of its panels is packed exactly once and stays in
+        /// that core's cache between packing and use (no barrier, no round trip through memory).
+        const Side = enum { a, b };
+
+        const Tasks = struct {
             problem: *const Problem,
             blocking: *const Blocking,
-            // The current block: rows [ic, ic+mb), columns [jc, jc+nb), K range [pk, pk+kk). A
-            // packed panel holds the whole K range; its K block pc starts at slot slots(pc)·width.
-            ic: usize,
+            /// which operand the tasks split (and pack themselves)
+            split: Side,
+            // The current K chunk [pk, pk+kk) and block of the shared operand [s0, s0+sn) (rows of A
+            // when B is split, columns of B when A is split), packed into `shared_pack`.
             pk: usize,
             kk: usize,
-            mb: usize,
-            jc: usize,
-            nb: usize,
-            a_panels: usize,
-            b_panels: usize,
-            // Compute task grid: m_blocks × n_blocks sub-blocks of whole panels.
-            m_blocks: usize,
-            n_blocks: usize,
+            s0: usize,
+            sn: usize,
+            /// panels of the split operand per task
+            task_panels: usize,
 
-            fn packTask(self: *const Step, task: usize) void {
+            fn rOf(side: Side) usize {
+                return if (side == .a) mr else nr;
+            }
+
+            fn packShared(self: *const Tasks, task: usize) void {
                 const g = self.problem;
-                const panel_slots = slots(self.kk);
-                const a_tasks = divCeil(self.a_panels, panels_per_pack_task);
-                if (task < a_tasks) {
-                    const first = task * panels_per_pack_task;
-                    const last = @min(self.a_panels, first + panels_per_pack_task);
-                    for (first..last) |panel| {
-                        const row0 = panel * mr;
-                        packPanel(mr, a_pack.ptr + panel * mr * panel_slots, g.a, self.ic + row0, @min(mr, self.mb - row0), self.pk, self.kk);
-                    }
-                } else {
-                    const first = (task - a_tasks) * panels_per_pack_task;
-                    const last = @min(self.b_panels, first + panels_per_pack_task);
-                    for (first..last) |panel| {
-                        const col0 = panel * nr;
-                        packPanel(nr, b_pack.ptr + panel * nr * panel_slots, g.b, self.jc + col0, @min(nr, self.nb - col0), self.pk, self.kk);
-                    }
+                const side: Side = if (self.split == .a) .b else .a;
+                const r = rOf(side);
+                const src = if (side == .a) g.a else g.b;
+                const first = task * panels_per_pack_task;
+                const last = @min(divCeil(self.sn, r), first + panels_per_pack_task);
+                for (first..last) |panel| {
+                    const row0 = panel * r;
+                    const dst = shared_pack.ptr + panel * r * slots(self.kk);
+                    if (side == .a) packPanel(mr, dst, src, self.s0 + row0, @min(mr, self.sn - row0), self.pk, self.kk) else packPanel(nr, dst, src, self.s0 + row0, @min(nr, self.sn - row0), self.pk, self.kk);
                 }
             }
 
-            /// One C sub-block, all of K: K blocks outermost so the sub-block stays in L2 between
-            /// them; per K block, each B micro-panel stays in L1 while the A panels stream past it.
-            fn computeTask(self: *const Step, task: usize) void {
+            /// One block of the split operand: pack it (all of the K chunk) into this thread's buffer,
+            /// then every microkernel over it and the whole shared block, K blocks outermost.
+            fn run(self: *const Tasks, task: usize) void {
                 const g = self.problem;
-                const kc_max = self.blocking.kc;
+                const r = rOf(self.split);
+                const total = if (self.split == .a) g.m else g.n;
+                const row0 = task * self.task_panels * r;
+                const rows = @min(self.task_panels * r, total - row0);
+                const panels = divCeil(rows, r);
                 const panel_slots = slots(self.kk);
-                const mi = task % self.m_blocks;
-                const ni = task / self.m_blocks;
-                const a_first, const a_last = split(self.a_panels, self.m_blocks, mi);
-                const b_first, const b_last = split(self.b_panels, self.n_blocks, ni);
+                const own = ownBuffer(panels * r * panel_slots);
+                const src = if (self.split == .a) g.a else g.b;
+                for (0..panels) |p| {
+                    const at = own + p * r * panel_slots;
+                    const start = row0 + p * r;
+                    if (self.split == .a) packPanel(mr, at, src, start, @min(mr, total - start), self.pk, self.kk) else packPanel(nr, at, src, start, @min(nr, total - start), self.pk, self.kk);
+                }
+                const kc_max = self.blocking.kc;
                 var pc: usize = 0;
                 while (pc < self.kk) : (pc += kc_max) {
                     const steps = slots(@min(kc_max, self.kk - pc));
                     const first_slot = slots(pc); // pc is a multiple of kc, which k_per_slot divides
                     const init: Init = if (self.pk + pc > 0 or g.accumulate) .load else if (g.bias != null) .bias else .zero;
-                    for (b_first..b_last) |jp| {
-                        const col = jp * nr;
-                        const cols = @min(nr, self.nb - col);
-                        const b = b_pack.ptr + jp * nr * panel_slots + first_slot * nr;
-                        const bias = if (g.bias) |bias| bias + self.jc + col else null;
-                        for (a_first..a_last) |ip| {
-                            const row = ip * mr;
-                            const rows = @min(mr, self.mb - row);
-                            const a = a_pack.ptr + ip * mr * panel_slots + first_slot * mr;
-                            const c = g.c + (self.ic + row) * g.ldc + self.jc + col;
-                            if (rows == mr and cols == nr) {
-                                microkernel(steps, a, b, c, g.ldc, init, bias);
-                            } else {
-                                edgeTile(steps, a, b, c, g.ldc, rows, cols, init, bias);
+                    if (self.split == .b) {
+                        // Each B micro-panel of the task stays in L1 while the shared A panels stream past.
+                        for (0..panels) |jp| {
+                            const col = row0 + jp * nr;
+                            const b = own + jp * nr * panel_slots + first_slot * nr;
+                            for (0..divCeil(self.sn, mr)) |ip| {
+                                const row = self.s0 + ip * mr;
+                                const a = shared_pack.ptr + ip * mr * panel_slots + first_slot * mr;
+                                tile(g, steps, a, b, row, @min(mr, self.s0 + self.sn - row), col, @min(nr, g.n - col), init);
+                            }
+                        }
+                    } else {
+                        // Each shared B micro-panel stays in L1 while the task's own A panels stream past.
+                        for (0..divCeil(self.sn, nr)) |jp| {
+                            const col = self.s0 + jp * nr;
+                            const b = shared_pack.ptr + jp * nr * panel_slots + first_slot * nr;
+                            for (0..panels) |ip| {
+                                const row = row0 + ip * mr;
+                                const a = own + ip * mr * panel_slots + first_slot * mr;
+                                tile(g, steps, a, b, row, @min(mr, g.m - row), col, @min(nr, self.s0 + self.sn - col), init);
                             }
                         }
                     }
@@ -332,54 +364,44 @@ fn Kernels(comptime precision: Precision) type {
             }
         };
 
+        inline fn tile(g: *const Problem, steps: usize, a: [*]const u32, b: [*]const u32, row: usize, rows: usize, col: usize, cols: usize, init: Init) void {
+            const c = g.c + row * g.ldc + col;
+            const bias = if (g.bias) |bias| bias + col else null;
+            if (rows == mr and cols == nr) microkernel(steps, a, b, c, g.ldc, init, bias) else edgeTile(steps, a, b, c, g.ldc, rows, cols, init, bias);
+        }
+
         fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
             assert(blocking.kc % k_per_slot == 0);
-            // Rows of A and columns of B packed at once (a K chunk each), within the buffer budgets.
+            // The tasks split the larger of M and N; the other operand is shared.
+            const split: Side = if (g.m > g.n) .a else .b;
+            const shared_total = if (split == .a) g.n else g.m;
+            const shared_r = if (split == .a) nr else mr;
+            const split_r = if (split == .a) mr else nr;
+            const split_total = if (split == .a) g.m else g.n;
             const kk_max = @min(blocking.k_chunk, g.k);
             const slots_max = slots(kk_max);
-            const mb_max = @max(mr, blocking.a_pack_floats / slots_max / mr * mr);
-            const nb_max = @max(nr, blocking.b_pack_floats / slots_max / nr * nr);
-            ensureCapacity(&a_pack, @min(mb_max, roundUp(g.m, mr)) * slots_max, blocking.a_pack_floats);
-            ensureCapacity(&b_pack, @min(nb_max, roundUp(g.n, nr)) * slots_max, blocking.b_pack_floats);
+            // The shared operand is packed in blocks within its budget (all of it, for GPT-2's shapes).
+            const sn_max = @max(shared_r, blocking.shared_pack_floats / slots_max / shared_r * shared_r);
+            ensureCapacity(&shared_pack, @min(sn_max, roundUp(shared_total, shared_r)) * slots_max, blocking.shared_pack_floats);
             const threads = pool.threads();
-
-            var jc: usize = 0;
-            while (jc < g.n) : (jc += nb_max) {
-                const nb = @min(nb_max, g.n - jc);
-                var ic: usize = 0;
-                while (ic < g.m) : (ic += mb_max) {
-                    const mb = @min(mb_max, g.m - ic);
-                    const a_panels = divCeil(mb, mr);
-                    const b_panels = divCeil(nb, nr);
-                    // C sub-blocks small enough for L2; then enough tasks that the atomic counter
-                    // can balance the threads, as long as a sub-block keeps ≥ 4 B panels.
-                    const m_blocks = divCeil(a_panels, blocking.mc_panels);
-                    const for_balance = @min(divCeil(4 * threads, m_blocks), @max(1, b_panels / 4));
-                    const n_blocks = @max(divCeil(b_panels, blocking.nc_panels), for_balance);
-                    // K chunks in order: the reduction order never depends on scheduling.
-                    var pk: usize = 0;
-                    while (pk < g.k) : (pk += kk_max) {
-                        const step = Step{
-                            .problem = g,
-                            .blocking = blocking,
-                            .pk = pk,
-                            .kk = @min(kk_max, g.k - pk),
-                            .ic = ic,
-                            .mb = mb,
-                            .jc = jc,
-                            .nb = nb,
-                            .a_panels = a_panels,
-                            .b_panels = b_panels,
-                            .m_blocks = m_blocks,
-                            .n_blocks = n_blocks,
-                        };
-                        const pack_tasks = divCeil(a_panels, panels_per_pack_task) + divCeil(b_panels, panels_per_pack_task);
-                        pool.parallelFor(Step, &step, pack_tasks, Step.packTask);
-                        pool.parallelFor(Step, &step, m_blocks * n_blocks, Step.computeTask);
-                    }
+            // Enough tasks for the atomic counter to balance the threads, each of ≥ 1 panel and at
+            // most `task_panels` (its block must stay in L2 next to its share of C).
+            const split_panels = divCeil(split_total, split_r);
+            const most = if (split == .a) blocking.task_panels_a else blocking.task_panels;
+            const task_panels = @max(1, @min(most, divCeil(split_panels, 4 * threads)));
+            var s0: usize = 0;
+            while (s0 < shared_total) : (s0 += sn_max) {
+                const sn = @min(sn_max, shared_total - s0);
+                // K chunks in order: the reduction order never depends on scheduling.
+                var pk: usize = 0;
+                while (pk < g.k) : (pk += kk_max) {
+                    const tasks = Tasks{ .problem = g, .blocking = blocking, .split = split, .pk = pk, .kk = @min(kk_max, g.k - pk), .s0 = s0, .sn = sn, .task_panels = task_panels };
+                    pool.parallelFor(Tasks, &tasks, divCeil(divCeil(sn, shared_r), panels_per_pack_task), Tasks.packShared);
+                    pool.parallelFor(Tasks, &tasks, divCeil(split_panels, task_panels), Tasks.run);
                 }
             }
         }
+
     };
 }
 
@@ -430,12 +452,6 @@ test "transpose8x8 transposes" {
 
 const panels_per_pack_task = 4;
 
-/// Part `index` of `count` near-equal parts of [0, total).
-fn split(total: usize, count: usize, index: usize) struct { usize, usize } {
-    assert(index < count and count <= total);
-    return .{ total * index / count, total * (index + 1) / count };
-}
-
 pub fn run(problem: *const Problem) void {
     runBlocked(problem, &default_blocking);
 }
@@ -443,7 +459,7 @@ pub fn run(problem: *const Problem) void {
 pub fn runBlocked(g: *const Problem, blocking: *const Blocking) void {
     assert(g.m > 0 and g.n > 0 and g.k > 0);
     assert(g.ldc >= g.n);
-    assert(blocking.kc > 0 and blocking.mc_panels > 0 and blocking.nc_panels > 0);
+    assert(blocking.kc > 0 and blocking.task_panels > 0 and blocking.shared_pack_floats > 0);
     assert(blocking.k_chunk % blocking.kc == 0);
     switch (g.precision) {
         .fp32 => Kernels(.fp32).runBlocked(g, blocking),
@@ -514,7 +530,7 @@ test "gemm matches a float64 reference at every edge: M/N/K remainders, size 1, 
     try pool.init(2);
     defer pool.deinit();
     // Tiny blocks exercise the N-block, M-block and K-block loops on small shapes.
-    const tiny = Blocking{ .kc = 5, .k_chunk = 10, .mc_panels = 2, .nc_panels = 2, .a_pack_floats = mr * 3 * 17, .b_pack_floats = nr * 2 * 17 };
+    const tiny = Blocking{ .kc = 5, .k_chunk = 10, .task_panels = 2, .task_panels_a = 2, .shared_pack_floats = nr * 2 * 10 };
     const shapes = [_][3]usize{
         .{ 1, 1, 1 },            .{ 1, 1, 7 },                    .{ mr, nr, 1 },         .{ mr - 1, nr - 1, 3 },
         .{ mr + 1, nr + 1, 11 }, .{ 2 * mr + 5, 3 * nr + 7, 13 }, .{ 1, 5 * nr + 3, 17 }, .{ 7 * mr + 1, 1, 9 },
@@ -529,7 +545,7 @@ test "gemm matches a float64 reference at every edge: M/N/K remainders, size 1, 
     }
     // Beyond one default K block and with several N sub-blocks per task grid.
     try checkShape(37, 3 * nr + 5, default_blocking.kc + 3, false, true, false, true, &default_blocking);
-    try checkShape(2 * mr * default_blocking.mc_panels + 1, 70, 2 * default_blocking.kc + 1, true, false, true, false, &default_blocking);
+    try checkShape(2 * mr * default_blocking.task_panels_a + 1, 70, 2 * default_blocking.kc + 1, true, false, true, false, &default_blocking);
 }
 
 test "gemm is bit-identical across thread counts" {
@@ -628,7 +644,7 @@ test "bf16 gemm equals its scalar emulation bit for bit: every edge and layout (
     const order = simd.probeDotBf16Order() orelse return error.TestUnexpectedResult;
     try pool.init(2);
     defer pool.deinit();
-    const tiny = Blocking{ .kc = 6, .k_chunk = 12, .mc_panels = 2, .nc_panels = 2, .a_pack_floats = mr * 3 * 17, .b_pack_floats = nr * 2 * 17 };
+    const tiny = Blocking{ .kc = 6, .k_chunk = 12, .task_panels = 2, .task_panels_a = 2, .shared_pack_floats = nr * 2 * 12 };
     const shapes = [_][3]usize{
         .{ 1, 1, 1 },            .{ 1, 1, 7 },                    .{ mr, nr, 1 },         .{ mr - 1, nr - 1, 3 },
         .{ mr + 1, nr + 1, 11 }, .{ 2 * mr + 5, 3 * nr + 7, 13 }, .{ 1, 5 * nr + 3, 17 }, .{ 7 * mr + 1, 1, 9 },
