@@ -165,6 +165,11 @@ export fn llmts_residual_forward(out: ?[*]f32, a: ?[*]const f32, b: ?[*]const f3
     const len = call.dim("n", n);
     elementwise.residualForward(call.floats("out", out, len), call.constFloats("a", a, len), call.constFloats("b", b, len));
 }
+export fn llmts_zero(out: ?[*]f32, n: i64) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.count("n", n);
+    elementwise.zero(call.floats("out", out, len));
+}
 export fn llmts_gelu_forward(out: ?[*]f32, inp: ?[*]const f32, n: i32) callconv(.c) void {
     const call = Call.of(@src());
     const len = call.dim("n", n);

@@ -45,6 +45,7 @@ const symbols = {
   llmts_layernorm_forward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
   llmts_layernorm_backward: { args: [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32, i32], returns: VOID },
   llmts_residual_forward: { args: [ptr, ptr, ptr, i32], returns: VOID },
+  llmts_zero: { args: [ptr, i64], returns: VOID },
   llmts_gelu_forward: { args: [ptr, ptr, i32], returns: VOID },
   llmts_gelu_backward: { args: [ptr, ptr, ptr, i32], returns: VOID },
   llmts_softmax_xent_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
@@ -368,6 +369,13 @@ export function residualForward(out: Float32Array, a: Float32Array, b: Float32Ar
   lib().llmts_residual_forward(out, a, b, n);
 }
 
+/** out.fill(0) on every pool thread. */
+export function zeroFill(out: Float32Array): void {
+  const fn = "zeroFill";
+  checkF32(fn, "out", out, out.length);
+  checkDim(fn, "n", out.length);
+  lib().llmts_zero(out, out.length);
+}
 
 /** out = GELU(inp), tanh approximation (GPT-2's gelu_new). */
 export function geluForward(out: Float32Array, inp: Float32Array, n: number): void {

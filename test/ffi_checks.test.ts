@@ -70,6 +70,7 @@ const SPECS: Record<string, Spec> = {
     ],
   },
   parallelCopy: { args: () => [f32(5), f32(5)], dims: [], bad: () => [[f32(0), f32(0)]] },
+  zeroFill: { args: () => [f32(5)], dims: [], anyLength: [0], bad: () => [[f32(0)]] },
 };
 
 /** Wrappers that take no arrays or sizes (tested in ffi_library.test.ts or by their users). */

@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   defaultThreadCount, encoderBackward, encoderForward, geluBackward, geluForward, KernelArgumentError, layernormBackward, layernormForward,
-  residualForward, setThreads, softmaxCrossEntropyBackward, softmaxCrossEntropyForward,
+  residualForward, setThreads, zeroFill, softmaxCrossEntropyBackward, softmaxCrossEntropyForward,
 } from "../src/ffi.ts";
 import {
   encoderBackwardRef, encoderForwardRef, geluBackwardRef, geluForwardRef, layernormBackwardRef, layernormForwardRef,
@@ -196,6 +196,16 @@ describe("residual", () => {
       residualForward(out, a, b, n);
       residualForwardRef(want, a, b, n);
       expect(same(out, want)).toBe(true);
+    });
+  }
+
+  for (const n of [1, 16385, 100_003]) {
+    test(`zeroFill n=${n} clears exactly the array it is given`, () => {
+      const whole = randomF32(n + 2, 45);
+      const edges = [whole[0], whole[n + 1]];
+      zeroFill(whole.subarray(1, n + 1));
+      expect([whole[0], whole[n + 1]]).toEqual(edges);
+      expect(whole.subarray(1, n + 1).every((x) => x === 0 && !Object.is(x, -0))).toBe(true);
     });
   }
 

@@ -195,7 +195,7 @@ export class GPT2 {
   }
 
   zeroGrad(): void {
-    this.grads.fill(0);
+    kernels.zeroFill(this.grads);
   }
 
   /** Bytes of activation memory currently allocated. */
