@@ -3,10 +3,10 @@
 // FLOPs counted: forward 4·B·NH·T²·hs/2 (q·k and p·v over the causal half); backward 2.5× that
 // (S, dP, dV, dQ, dK: five products of the same size). The median and the best of the timed
 // repeats are printed (the machine is shared: the best is the steadier figure for comparisons).
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { attentionBackward, attentionForward, setThreads, threadCount } from "../src/ffi.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, threads: { type: "string" } } });
+const { values } = parseBenchArgs({ options: { quick: { type: "boolean", default: false }, threads: { type: "string" } } });
 if (values.threads !== undefined) setThreads(Number(values.threads));
 const quick = values.quick ?? false;
 

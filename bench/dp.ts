@@ -16,14 +16,14 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { startDistributed } from "../src/dist/distributed.ts";
 import { median } from "../src/perf/peak.ts";
 import { parseTrainArgs } from "../src/train/options.ts";
 import { RUN_DEFAULTS, runSteps, setupRun } from "../src/train/trainer.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     quick: { type: "boolean", default: false },
     json: { type: "boolean", default: false },

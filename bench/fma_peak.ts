@@ -4,11 +4,11 @@
 //   bun bench/fma_peak.ts [--json] [--quick]
 // Prints the median and the best of several samples for 1 thread and for all threads (up to 2).
 import { loadavg } from "node:os";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { bf16Unavailable, defaultThreadCount } from "../src/ffi.ts";
 import { measureBf16Peak, measureFmaPeak, type PeakMeasurement } from "../src/perf/peak.ts";
 
-const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
+const { values } = parseBenchArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false } } });
 const samples = values.quick ? 3 : 7;
 const threadCounts = [...new Set([1, Math.min(2, defaultThreadCount())])];
 const rows: Array<{ kind: string; peak: PeakMeasurement }> = [];

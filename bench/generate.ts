@@ -4,7 +4,7 @@
 // at several context lengths (the cost should be flat apart from attention over the cache), and
 // the memory bandwidth of a parallel copy measured in the same run. Decode is memory-bound: each
 // token reads every weight once, so "bandwidth bound" = bytes read per token ÷ copy bandwidth.
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { defaultThreadCount, matmulForward, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { argmax } from "../src/infer/sampling.ts";
@@ -13,7 +13,7 @@ import { randomWeights } from "../src/model/init.ts";
 import { parameterCount } from "../src/model/weights.ts";
 import { randomTokens } from "../test/helpers/random.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: { quick: { type: "boolean", default: false }, json: { type: "boolean", default: false }, threads: { type: "string" }, model: { type: "string", default: "d12" } },
 });
 const quick = values.quick ?? false;

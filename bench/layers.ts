@@ -2,7 +2,7 @@
 // Vp = 50304): median ms per call, and GB/s for the memory-bound AdamW (7 float32 streams over
 // 124M parameters: read p, g, m, v; write p, m, v) and the grad norm.
 //   bun bench/layers.ts [--quick]
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import {
   adamwUpdate, geluBackward, geluForward, gradNormSquared, layernormBackward, layernormForward, residualForward,
   softmaxCrossEntropyBackward, softmaxCrossEntropyForward, threadCount,
@@ -10,7 +10,7 @@ import {
 import { namedConfig } from "../src/model/config.ts";
 import { parameterCount } from "../src/model/weights.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+const { values } = parseBenchArgs({ options: { quick: { type: "boolean", default: false } } });
 const quick = values.quick ?? false;
 const config = namedConfig("d12");
 const [B, T, C, V, Vp] = [4, 64, config.C, config.V, config.Vp];

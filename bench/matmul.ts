@@ -11,11 +11,11 @@
 // of load moves both; % of peak = median GFLOP/s over the median of those samples, best % = the
 // fastest call over the highest sample.
 import { loadavg } from "node:os";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { bf16Unavailable, defaultThreadCount, MATMUL_PRECISIONS, type MatmulPrecision, matmulBackwardInput, matmulBackwardWeight, matmulForward, setMatmulPrecision, setThreads } from "../src/ffi.ts";
 import { median, measurePeakFor, pooledPeak } from "../src/perf/peak.ts";
 
-const { values } = parseArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, precision: { type: "string", default: "fp32" } } });
+const { values } = parseBenchArgs({ options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, precision: { type: "string", default: "fp32" } } });
 const quick = values.quick ?? false;
 const json = values.json ?? false;
 const precision = values.precision as MatmulPrecision;

@@ -8,11 +8,11 @@
 // Operations: MPI_Allreduce (blocking, in place); Iallreduce (what ZeRO-0's reducer posts, libnbc
 // ring); MPI_Reduce_scatter_block; reduce to owners (what ZeRO-1's reducer posts: one MPI_Ireduce
 // per shard, in place at its owner); all-gather of shards (ZeRO-1's parameter all-gather, in place).
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { startDistributed } from "../src/dist/distributed.ts";
 import { ShardLayout } from "../src/dist/shards.ts";
 
-const { values } = parseArgs({ options: { sizes: { type: "string", default: "10e6,124e6" }, runs: { type: "string", default: "5" }, json: { type: "boolean", default: false }, "max-per-call": { type: "string" } } });
+const { values } = parseBenchArgs({ options: { sizes: { type: "string", default: "10e6,124e6" }, runs: { type: "string", default: "5" }, json: { type: "boolean", default: false }, "max-per-call": { type: "string" } } });
 const dist = startDistributed(values["max-per-call"] === undefined ? {} : { maxElementsPerCall: Number(values["max-per-call"]) });
 if (dist === null) {
   console.error("bench/mpi_collectives.ts runs under mpirun: mpirun --allow-run-as-root -np 2 -x NO_COLOR=1 bun bench/mpi_collectives.ts");

@@ -8,14 +8,14 @@
 // so the window is slightly shorter than a real backward. Prints, per ZeRO stage, the backward
 // compute time, the time with reductions in flight, and the part left exposed (time spent in the
 // reducer, including waitAll), plus ZeRO-1's parameter all-gather.
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { startDistributed } from "../src/dist/distributed.ts";
 import { createDataParallelOptimizer, type ZeroStage } from "../src/dist/zero.ts";
 import { matmulBackwardInput, matmulBackwardWeight } from "../src/ffi.ts";
 import { namedConfig } from "../src/model/config.ts";
 import { PARAMETER_NAMES, parameterShapes } from "../src/model/weights.ts";
 
-const { values } = parseArgs({ options: { model: { type: "string", default: "d12" }, B: { type: "string", default: "2" }, T: { type: "string", default: "64" }, steps: { type: "string", default: "3" }, json: { type: "boolean", default: false } } });
+const { values } = parseBenchArgs({ options: { model: { type: "string", default: "d12" }, B: { type: "string", default: "2" }, T: { type: "string", default: "64" }, steps: { type: "string", default: "3" }, json: { type: "boolean", default: false } } });
 const dist = startDistributed();
 if (dist === null) {
   console.error("bench/mpi_overlap.ts runs under mpirun: mpirun --allow-run-as-root -np 2 -x NO_COLOR=1 -x LLMTS_THREADS=1 bun bench/mpi_overlap.ts");

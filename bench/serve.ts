@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { intFlag, intListFlag } from "../src/cli/flags.ts";
 import { defaultThreadCount, maxThreads } from "../src/ffi.ts";
 import { maxRowIndependentRows } from "../src/infer/batch.ts";
@@ -21,7 +21,7 @@ import { namedConfig } from "../src/model/config.ts";
 import { randomWeights } from "../src/model/init.ts";
 import { randomTokens } from "../test/helpers/random.ts";
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     quick: { type: "boolean", default: false }, json: { type: "boolean", default: false }, model: { type: "string", default: "d12" },
     threads: { type: "string" }, tokens: { type: "string" }, streams: { type: "string" },

@@ -10,7 +10,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { bf16Unavailable, MATMUL_PRECISIONS, type MatmulPrecision, setMatmulPrecision, threadCount } from "../src/ffi.ts";
 import { writeLlmcCheckpoint } from "../src/io/llmc.ts";
 import { namedConfig } from "../src/model/config.ts";
@@ -22,7 +22,7 @@ import { measurePeakFor, median, mfuPercent, pooledPeak } from "../src/perf/peak
 const ROOT = resolve(import.meta.dir, "..");
 const SHAPES: Record<string, { B: number; T: number }> = { d12: { B: 4, T: 64 }, d6: { B: 8, T: 128 } };
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     quick: { type: "boolean", default: false },
     json: { type: "boolean", default: false },

@@ -4,9 +4,9 @@
 //   bun run bench -- --quick  short version (CI)
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
+const { values } = parseBenchArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
 const quick = values.quick ?? false;
 const root = resolve(import.meta.dir, "..");
 const resultsDir = join(root, "bench", "results");

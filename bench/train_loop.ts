@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./args.ts";
 import { namedConfig } from "../src/model/config.ts";
 import { parameterCount } from "../src/model/weights.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
@@ -19,7 +19,7 @@ import { Progress, type StepStatus } from "../src/train/progress.ts";
 import { ensureDefaultCorpus, MOBY_DICK_CACHE, setupRun, trainLoop } from "../src/train/trainer.ts";
 import { TokenLoader } from "../src/data/loader.ts";
 
-const { values } = parseArgs({ options: { model: { type: "string", default: "d4" }, batch: { type: "string", default: "8" }, seq: { type: "string", default: "64" }, steps: { type: "string", default: "20" }, rounds: { type: "string", default: "2" } } });
+const { values } = parseBenchArgs({ options: { model: { type: "string", default: "d4" }, batch: { type: "string", default: "8" }, seq: { type: "string", default: "64" }, steps: { type: "string", default: "20" }, rounds: { type: "string", default: "2" } } });
 const [B, T, steps, rounds] = [Number(values.batch), Number(values.seq), Number(values.steps), Number(values.rounds)];
 const SEED = 1337;
 const LR = 1e-4;
