@@ -17,7 +17,7 @@ import { prepareDataset, SUMMARY_FILE } from "../data/prepare.ts";
 import { decode } from "../data/tokenizer.ts";
 import type { Distributed } from "../dist/distributed.ts";
 import type { DataParallelOptimizer, ZeroStage } from "../dist/zero.ts";
-import { bf16Unavailable, defaultThreadCount, setMatmulPrecision, setThreads, threadCount } from "../ffi.ts";
+import { bf16Unavailable, defaultThreadCount, type MatmulPrecision, setMatmulPrecision, setThreads, threadCount } from "../ffi.ts";
 import { generate } from "../infer/generate.ts";
 import { InferenceEngine } from "../infer/engine.ts";
 import { makeFolder, removeFile, removeStaleTemps, WriteError } from "../io/atomic.ts";
@@ -30,7 +30,7 @@ import { trainingStepFlops } from "../model/flops.ts";
 import { GPT2 } from "../model/gpt2.ts";
 import { GPT2Weights, parameterCount } from "../model/weights.ts";
 import { AdamW, gradNorm } from "../optim/adamw.ts";
-import { givenPeak, measureFmaPeak, mfuPercent, type PeakMeasurement } from "../perf/peak.ts";
+import { givenPeak, measurePeakFor, mfuPercent, type PeakMeasurement } from "../perf/peak.ts";
 import { pruneCheckpoints, resolveResume } from "./checkpoints.ts";
 import { DataParallelTraining, defaultThreadsPerRank } from "./data_parallel.ts";
 import { DEFAULTS, type TrainFlags } from "./options.ts";
@@ -235,7 +235,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     optimizer = dp.optimizer;
   }
   const log = new RunLog(spec.log, resumed?.step ?? null, isRoot);
-  const peak = given.peakGflops !== undefined ? givenPeak(given.peakGflops, threads) : group === null ? measureFmaPeak(threads) : jobPeak(group, threads);
+  const peak = given.peakGflops !== undefined ? givenPeak(given.peakGflops, threads) : group === null ? measurePeakFor(spec.matmulPrecision, threads) : jobPeak(group, spec.matmulPrecision, threads);
   return { spec, threads, peak, accumulation, model, optimizer, dp, train, val, sampleRng, recent, log, startStep: resumed?.step ?? 0, origin, dataNote: describeData(spec.data) };
 }
 
@@ -264,9 +264,9 @@ function agreeOrRefuse(group: Distributed, what: string, text: string): void {
   }
 }
 
-/** The FMA peak of all ranks together: each measures its own threads (at the same time, as they will compute), summed. */
-function jobPeak(group: Distributed, threads: number): PeakMeasurement {
-  const mine = measureFmaPeak(threads);
+/** The matmul ceiling of all ranks together: each measures its own threads (at the same time, as they will compute), summed. */
+function jobPeak(group: Distributed, precision: MatmulPrecision, threads: number): PeakMeasurement {
+  const mine = measurePeakFor(precision, threads);
   const [gflops, best] = group.sumF64([mine.gflops, mine.best]);
   return { ...mine, gflops, best, threads: threads * group.size, source: `measured: the sum over ${group.size} ranks of each one's ${mine.source.replace(/^measured: /, "")}` };
 }
