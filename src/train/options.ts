@@ -7,7 +7,7 @@
 //   invocation  this process only (threads, the MFU peak, resume/overwrite): never saved
 import { parseArgs } from "node:util";
 import { UsageError } from "../base/errors.ts";
-import { choiceFlag, intFlag, nonEmptyFlag, numberFlag } from "../cli/flags.ts";
+import { choiceFlag, intFlag, nonEmptyFlag, numberFlag } from "../base/flag_values.ts";
 import { defaultThreadCount, MATMUL_PRECISIONS, type MatmulPrecision, maxThreads } from "../ffi.ts";
 import { NAMED_CONFIGS } from "../model/config.ts";
 

@@ -9,7 +9,6 @@
 //               different value is a usage error naming both); a cadence flag given replaces it;
 //               a data path given again may differ (the data moved): the loader checks it is the
 //               same data
-//               different value is a usage error naming both); a cadence flag given replaces it
 //
 // Data-parallel runs (mpirun -np N): `batch` is per rank and `ranks` says over how many, so the
 // micro-batch of the whole job is batch·ranks sequences. That product (with seq and totalBatch)
