@@ -489,41 +489,61 @@ fn reference(g: *const Problem, out: []f64) void {
     };
 }
 
+/// Random N(0,1) operands of one test problem, in one allocation: a | b | bias | c. Full f32
+/// values (not bf16-representable), so a bf16 problem exercises the rounding at packing; C is NaN
+/// unless the problem accumulates, so a missed store shows.
+const TestProblem = struct {
+    floats: []f32,
+    problem: Problem,
+
+    const Layout = struct { a_transposed: bool, b_transposed: bool, accumulate: bool, with_bias: bool };
+
+    fn init(gpa: std.mem.Allocator, seed: u64, m: usize, n: usize, k: usize, layout: Layout, precision: Precision) !TestProblem {
+        const floats = try gpa.alloc(f32, m * k + n * k + n + m * n);
+        var prng = std.Random.DefaultPrng.init(seed);
+        const random = prng.random();
+        const a = floats[0 .. m * k];
+        const b = floats[m * k ..][0 .. n * k];
+        const bias = floats[m * k + n * k ..][0..n];
+        const c = floats[m * k + n * k + n ..];
+        for (floats[0 .. m * k + n * k + n]) |*x| x.* = random.floatNorm(f32);
+        for (c) |*x| x.* = if (layout.accumulate) random.floatNorm(f32) else std.math.nan(f32);
+        return .{ .floats = floats, .problem = .{
+            .m = m,
+            .n = n,
+            .k = k,
+            .a = if (layout.a_transposed) .{ .ptr = a.ptr, .row_stride = 1, .k_stride = m } else .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 },
+            .b = if (layout.b_transposed) .{ .ptr = b.ptr, .row_stride = 1, .k_stride = n } else .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 },
+            .c = c.ptr,
+            .ldc = n,
+            .accumulate = layout.accumulate,
+            .bias = if (layout.with_bias) bias.ptr else null,
+            .precision = precision,
+        } };
+    }
+
+    fn output(self: *const TestProblem) []const f32 {
+        return self.floats[self.floats.len - self.problem.m * self.problem.n ..];
+    }
+
+    fn deinit(self: *const TestProblem, gpa: std.mem.Allocator) void {
+        gpa.free(self.floats);
+    }
+};
+
 fn checkShape(m: usize, n: usize, k: usize, a_transposed: bool, b_transposed: bool, accumulate: bool, with_bias: bool, blocking: *const Blocking) !void {
     const gpa = std.testing.allocator;
-    var prng = std.Random.DefaultPrng.init(m * 1_000_003 + n * 1009 + k);
-    const random = prng.random();
-    const a = try gpa.alloc(f32, m * k);
-    defer gpa.free(a);
-    const b = try gpa.alloc(f32, n * k);
-    defer gpa.free(b);
-    const bias = try gpa.alloc(f32, n);
-    defer gpa.free(bias);
-    const c = try gpa.alloc(f32, m * n);
-    defer gpa.free(c);
+    const layout = TestProblem.Layout{ .a_transposed = a_transposed, .b_transposed = b_transposed, .accumulate = accumulate, .with_bias = with_bias };
+    const t = try TestProblem.init(gpa, m * 1_000_003 + n * 1009 + k, m, n, k, layout, .fp32);
+    defer t.deinit(gpa);
     const want = try gpa.alloc(f64, m * n);
     defer gpa.free(want);
-    for (a) |*x| x.* = random.floatNorm(f32);
-    for (b) |*x| x.* = random.floatNorm(f32);
-    for (bias) |*x| x.* = random.floatNorm(f32);
-    for (c) |*x| x.* = if (accumulate) random.floatNorm(f32) else std.math.nan(f32);
-    const problem = Problem{
-        .m = m,
-        .n = n,
-        .k = k,
-        .a = if (a_transposed) .{ .ptr = a.ptr, .row_stride = 1, .k_stride = m } else .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 },
-        .b = if (b_transposed) .{ .ptr = b.ptr, .row_stride = 1, .k_stride = n } else .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 },
-        .c = c.ptr,
-        .ldc = n,
-        .accumulate = accumulate,
-        .bias = if (with_bias) bias.ptr else null,
-    };
-    reference(&problem, want);
-    runBlocked(&problem, blocking);
+    reference(&t.problem, want);
+    runBlocked(&t.problem, blocking);
     // Entries are N(0,1) products: |error| of a K-term float32 sum is far below 1e-5·(K+2)·4σ;
     // a wrong or missing term is of order 1.
     const tolerance = 1e-5 * @as(f64, @floatFromInt(k + 2)) * 4;
-    for (c, want) |got, expected| try std.testing.expectApproxEqAbs(expected, @as(f64, got), tolerance);
+    for (t.output(), want) |got, expected| try std.testing.expectApproxEqAbs(expected, @as(f64, got), tolerance);
 }
 
 test "gemm matches a float64 reference at every edge: M/N/K remainders, size 1, all layouts" {
@@ -604,38 +624,14 @@ fn referenceBf16(g: *const Problem, blocking: *const Blocking, order: simd.DotOr
 
 fn checkShapeBf16(m: usize, n: usize, k: usize, a_transposed: bool, b_transposed: bool, accumulate: bool, with_bias: bool, blocking: *const Blocking, order: simd.DotOrder) !void {
     const gpa = std.testing.allocator;
-    var prng = std.Random.DefaultPrng.init(m * 7_000_003 + n * 1013 + k);
-    const random = prng.random();
-    const a = try gpa.alloc(f32, m * k);
-    defer gpa.free(a);
-    const b = try gpa.alloc(f32, n * k);
-    defer gpa.free(b);
-    const bias = try gpa.alloc(f32, n);
-    defer gpa.free(bias);
-    const c = try gpa.alloc(f32, m * n);
-    defer gpa.free(c);
+    const layout = TestProblem.Layout{ .a_transposed = a_transposed, .b_transposed = b_transposed, .accumulate = accumulate, .with_bias = with_bias };
+    const t = try TestProblem.init(gpa, m * 7_000_003 + n * 1013 + k, m, n, k, layout, .bf16);
+    defer t.deinit(gpa);
     const want = try gpa.alloc(f32, m * n);
     defer gpa.free(want);
-    // Full f32 values (not bf16-representable), so the rounding at packing is exercised.
-    for (a) |*x| x.* = random.floatNorm(f32);
-    for (b) |*x| x.* = random.floatNorm(f32);
-    for (bias) |*x| x.* = random.floatNorm(f32);
-    for (c) |*x| x.* = if (accumulate) random.floatNorm(f32) else std.math.nan(f32);
-    const problem = Problem{
-        .m = m,
-        .n = n,
-        .k = k,
-        .a = if (a_transposed) .{ .ptr = a.ptr, .row_stride = 1, .k_stride = m } else .{ .ptr = a.ptr, .row_stride = k, .k_stride = 1 },
-        .b = if (b_transposed) .{ .ptr = b.ptr, .row_stride = 1, .k_stride = n } else .{ .ptr = b.ptr, .row_stride = k, .k_stride = 1 },
-        .c = c.ptr,
-        .ldc = n,
-        .accumulate = accumulate,
-        .bias = if (with_bias) bias.ptr else null,
-        .precision = .bf16,
-    };
-    referenceBf16(&problem, blocking, order, want);
-    runBlocked(&problem, blocking);
-    for (c, want) |got, expected| try std.testing.expectEqual(@as(u32, @bitCast(expected)), @as(u32, @bitCast(got)));
+    referenceBf16(&t.problem, blocking, order, want);
+    runBlocked(&t.problem, blocking);
+    for (t.output(), want) |got, expected| try std.testing.expectEqual(@as(u32, @bitCast(expected)), @as(u32, @bitCast(got)));
 }
 
 test "bf16 gemm equals its scalar emulation bit for bit: every edge and layout (skipped: build target or CPU lacks AVX512_BF16)" {
