@@ -21,17 +21,17 @@ clipping at 1, for fresh models and fine-tuning (--init) alike; --lr overrides i
 loss 10.89 → 5.91 (step 500) → 5.55 (1000) → 5.25 (2000) → 5.20 (2500), still falling; lr 1e-3
 falls faster at first but overfits this small corpus (5.22 at step 2500). Speed: see the README.`;
 
-/** The flags as parsed from the command line (raw: the run spec is built from them in run_spec.ts). */
-export interface TrainFlags {
-  model: string;
-  init: string;
-  trainData: string[];
-  valData: string[];
-  text: string;
-  valFraction: number;
+/**
+ * The settings a flag gives and the run spec keeps as they are (run_spec.ts adds the resolved
+ * model, data and rank count). Arithmetic first, then cadence.
+ */
+export interface SpecSettings {
+  // ---- arithmetic: fixed for the whole run ----
   shuffle: boolean;
+  /** sequences per micro-batch on each rank */
   batch: number;
   seq: number;
+  /** tokens per optimizer update over all ranks (a multiple of batch·seq·ranks) */
   totalBatch: number;
   lr: number;
   schedule: Schedule;
@@ -43,10 +43,13 @@ export interface TrainFlags {
   beta2: number;
   eps: number;
   gradClip: number;
+  /** skip an update whose loss / gradient norm z-score exceeds this (0 = off; outliers.ts) */
   skipLossZ: number;
   skipGradZ: number;
+  /** the packed matmuls' operand precision (setMatmulPrecision in src/ffi.ts) */
   matmulPrecision: MatmulPrecision;
   seed: number;
+  // ---- cadence: may change on resume ----
   steps: number;
   valEvery: number;
   valBatches: number;
@@ -56,7 +59,20 @@ export interface TrainFlags {
   ckptDir: string;
   ckptEvery: number;
   keepLast: number;
+  /** the JSONL log; the SVG loss curve goes beside it */
   log: string;
+}
+
+/** The flags as parsed from the command line (raw: the run spec is built from them in run_spec.ts). */
+export interface TrainFlags extends SpecSettings {
+  // ---- resolved into the run spec's model and data ----
+  model: string;
+  init: string;
+  trainData: string[];
+  valData: string[];
+  text: string;
+  valFraction: number;
+  // ---- invocation: this process only ----
   threads: number;
   peakGflops: number;
   resume: string;

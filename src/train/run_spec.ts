@@ -18,8 +18,7 @@
 // (the sums over ranks are added in another order).
 import { join, resolve } from "node:path";
 import { UsageError } from "../base/errors.ts";
-import type { MatmulPrecision } from "../ffi.ts";
-import { DEFAULTS, type FlagDefaults, FLAG_BY_KEY, type FlagKey, type Schedule, type TrainFlags } from "./options.ts";
+import { DEFAULTS, type FlagDefaults, FLAG_BY_KEY, type FlagKey, type SpecSettings, type TrainFlags } from "./options.ts";
 
 /** Where the run's initial weights come from. */
 export type ModelSource = { fresh: string } | { file: string };
@@ -27,46 +26,12 @@ export type ModelSource = { fresh: string } | { file: string };
 /** The token data: llm.c token files (globs, absolute), or a text file/folder tokenized into <ckpt-dir>/data. */
 export type DataSource = { files: { train: string[]; val: string[] } } | { text: { path: string; valFraction: number } };
 
-export interface RunSpec {
+export interface RunSpec extends SpecSettings {
   // ---- arithmetic: fixed for the whole run ----
   model: ModelSource;
   data: DataSource;
-  shuffle: boolean;
-  /** sequences per micro-batch on each rank */
-  batch: number;
   /** data-parallel ranks of this invocation (1: one process); batch·ranks is the arithmetic, see above */
   ranks: number;
-  seq: number;
-  /** tokens per optimizer update over all ranks (a multiple of batch·seq·ranks) */
-  totalBatch: number;
-  lr: number;
-  schedule: Schedule;
-  warmup: number;
-  lrMinFrac: number;
-  decayFrac: number;
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  gradClip: number;
-  /** skip an update whose loss / gradient norm z-score exceeds this (0 = off; outliers.ts) */
-  skipLossZ: number;
-  skipGradZ: number;
-  /** the packed matmuls' operand precision (setMatmulPrecision in src/ffi.ts) */
-  matmulPrecision: MatmulPrecision;
-  seed: number;
-  // ---- cadence: may change on resume ----
-  steps: number;
-  valEvery: number;
-  valBatches: number;
-  sampleEvery: number;
-  sampleTokens: number;
-  temperature: number;
-  ckptDir: string;
-  ckptEvery: number;
-  keepLast: number;
-  /** the JSONL log; the SVG loss curve goes beside it */
-  log: string;
 }
 
 /** The spec's plain scalar fields, each set by the flag of the same key. */
