@@ -29,6 +29,12 @@ describe("cases", () => {
     expect(new Set(others).size).toBeGreaterThan(15);
   });
 
+  test("a header edit after a mutation that nested a value too deep to serialise is skipped, not a crash (hf, seed 7, case 1775)", async () => {
+    const format = formatNamed("hf")!;
+    const c = makeCase(format, await format.seeds(dir), caseSeed(7, "hf", 1775));
+    expect(c.mutations.some((m) => m.includes("nested"))).toBe(true);
+  });
+
   test("mutations change the files: at most a few cases per format equal their seed", async () => {
     for (const format of DEFAULT_FORMATS.filter((f) => f.name !== "run-folder")) {
       const seeds = await format.seeds(dir);
