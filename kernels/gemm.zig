@@ -267,6 +267,14 @@ fn Kernels(comptime precision: Precision) type {
                     const s = src.ptr + (row0 + ii) * src.row_stride + p0;
                     for (0..kc) |p| d[p * r + ii] = s[p];
                 }
+            } else if (src.row_stride == 1) {
+                // Rows contiguous for a fixed p, but not whole vectors of them (A's 12-row panels):
+                // p outermost, so each p reads one run of memory. Row by row instead would walk
+                // kc values k_stride apart, and at k_stride = 3072 floats (12 KiB: the MLP's
+                // weight gradient) those all fall in one L1 set and a few L2 sets.
+                for (0..n_slots) |s| {
+                    for (0..rows) |i| dst[s * r + i] = slotAt(src, row0 + i, p0 + k_per_slot * s, k_end);
+                }
             } else {
                 // Any strides, slot by slot (bf16 pairs are rounded here).
                 for (0..rows) |i| {

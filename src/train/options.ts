@@ -5,10 +5,11 @@
 //   cadence     what the run does around the arithmetic (how long, how often it evaluates, samples,
 //               checkpoints, where it logs): saved in the run spec, may change on resume
 //   invocation  this process only (threads, the MFU peak, resume/overwrite): never saved
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { UsageError } from "../base/errors.ts";
 import { choiceFlag, intFlag, nonEmptyFlag, numberFlag } from "../base/flag_values.ts";
-import { defaultThreadCount, MATMUL_PRECISIONS, type MatmulPrecision, maxThreads } from "../ffi.ts";
+import { MATMUL_PRECISIONS, type MatmulPrecision, maxThreads } from "../ffi.ts";
 import { NAMED_CONFIGS } from "../model/config.ts";
 
 export const SCHEDULES = ["constant", "cosine", "linear", "wsd"] as const;
@@ -142,7 +143,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: "resume", flag: "resume", group: "state", kind: "invocation", def: null, metavar: "PATH|latest", help: 'continue from a checkpoint path, or "latest" in --ckpt-dir (the run spec comes from the checkpoint)', parse: str("resume") },
   { key: "overwrite", flag: "overwrite", group: "state", kind: "invocation", def: false, boolean: true, help: "start fresh even if --ckpt-dir holds checkpoints of an earlier run (they are deleted)", parse: () => true },
   { key: "log", flag: "log", group: "output", kind: "cadence", def: null, metavar: "PATH", defNote: "<ckpt-dir>/log.jsonl", help: "JSONL log; an SVG loss curve is written beside it (.svg)", parse: str("log") },
-  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${defaultThreadCount()}; under mpirun the cores divided among the node's ranks`, help: "kernel threads (per rank)", parse: int("threads", 1, maxThreads()) },
+  { key: "threads", flag: "threads", group: "machine", kind: "invocation", def: null, defNote: `LLMTS_THREADS or the core count, here ${availableParallelism()}; under mpirun the cores divided among the node's ranks`, help: "kernel threads (per rank)", parse: (v: string) => intFlag("threads", v, 1, maxThreads()) },
   { key: "peakGflops", flag: "peak-gflops", group: "machine", kind: "invocation", def: null, metavar: "X", defNote: "measured at start-up", help: "the machine's peak for the MFU figure, GFLOP/s (under mpirun: all ranks together)", parse: num("peak-gflops", 0, 1e9, { minExclusive: true }) },
 ];
 
