@@ -135,6 +135,9 @@ fn biasGrad(dbias: []f32, dout: []const f32, bt: usize, oc: usize) void {
 
 const weight_rows_per_task = 32;
 const tile_weight_rows = 4;
+/// Input rows per pass over a tile of W: 4·4 accumulators + 4 + 1 operands fit AVX-512's 32
+/// registers; AVX2's 16 hold 2·4 + 4 + 1.
+const rows_per_dot = if (simd.has_avx512f) 4 else 2;
 
 const SmallForwardContext = struct {
     out: []f32,
@@ -153,10 +156,13 @@ const SmallForwardContext = struct {
     }
 
     /// Every input row against `rn` rows of W: the W rows are read from memory once and reused
-    /// from L1 for each input row (two at a time: 2 + rn loads feed 2·rn FMAs). Vector partial sums
-    /// are reduced once, after the k loop.
+    /// from L1 for each input row (several at a time: rows_per_dot + rn loads feed rows_per_dot·rn
+    /// FMAs). Vector partial sums are reduced once, after the k loop. The grouping never changes
+    /// an output's arithmetic (its k order and its reduction are the same in every group size), so
+    /// a row's result does not depend on the other rows (src/infer/batch.ts relies on it).
     fn tile(self: *const SmallForwardContext, comptime rn: usize, o0: usize) void {
         var row: usize = 0;
+        while (row + rows_per_dot <= self.bt) : (row += rows_per_dot) self.dots(rows_per_dot, rn, row, o0);
         while (row + 2 <= self.bt) : (row += 2) self.dots(2, rn, row, o0);
         if (row < self.bt) self.dots(1, rn, row, o0);
     }

@@ -128,6 +128,7 @@ export class Sampler {
     if (this.weights.length !== V) this.weights = new Float64Array(V);
     const weights = unnormalised(logits, V, this.options.temperature, this.weights);
     const { cutoff, count } = findCut(weights, this.options);
+    if (count === V) return this.drawFromAll(weights, V);
     let mass = 0;
     forEachKept(weights, cutoff, count, (id) => { mass += weights[id]; });
     const target = this.random.uniform53() * mass;
@@ -140,5 +141,22 @@ export class Sampler {
       }
     });
     return chosen >= 0 ? chosen : last; // target fell in the rounding gap at the top
+  }
+
+  /**
+   * The same draw as the general path when every token is kept (no top-k/top-p: the serving and
+   * generation default), in plain loops: the same sums in the same order, so the same token, at
+   * a fraction of the cost of a callback per token (this runs once per token and stream).
+   */
+  private drawFromAll(weights: Float64Array, V: number): number {
+    let mass = 0;
+    for (let i = 0; i < V; i++) mass += weights[i];
+    const target = this.random.uniform53() * mass;
+    let cumulative = 0;
+    for (let i = 0; i < V; i++) {
+      cumulative += weights[i];
+      if (target < cumulative) return i;
+    }
+    return V - 1; // target fell in the rounding gap at the top
   }
 }
