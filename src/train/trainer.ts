@@ -392,8 +392,11 @@ export function runSteps(run: Run, n: number, after: (ms: number, step: number) 
   }
 }
 
+/** What a step reports: its loss and gradient norm, the learning rate, and why it was skipped (or null). */
+type StepResult = { loss: number; norm: number; lr: number; skipped: string | null };
+
 /** One optimizer step: accumulation, the norm, the outlier guard, clipping, AdamW. */
-function trainStep(run: Run, state: LoopState): { loss: number; norm: number; lr: number; skipped: string | null } {
+function trainStep(run: Run, state: LoopState): StepResult {
   if (run.dp !== null) return dataParallelStep(run, run.dp, state);
   const { model, train, spec: o } = run;
   const optimizer = run.optimizer as AdamW;
@@ -408,6 +411,16 @@ function trainStep(run: Run, state: LoopState): { loss: number; norm: number; lr
   // The backward pass of each micro-batch adds the gradient of its mean loss: divide by the
   // number of micro-batches for the gradient of the mean over the whole update.
   const norm = gradNorm(model.grads) / run.accumulation;
+  return finishStep(run, state, loss, norm, (lr, scale) => optimizer.update(model.params, model.grads, lr, scale));
+}
+
+/**
+ * The end of a step, given its loss and gradient norm (global ones under mpirun): a non-finite one
+ * stops the run naming the step; otherwise the update runs at this step's learning rate, scaled
+ * for accumulation and clipping, unless the outlier guard skips it.
+ */
+function finishStep(run: Run, state: LoopState, loss: number, norm: number, update: (lr: number, scale: number) => void): StepResult {
+  const o = run.spec;
   if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
     const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
     throw new TrainingFailed(`step ${state.step + 1}: the ${what}; stopping (last checkpoint: ${state.lastCheckpoint ?? "none this session"}). Try a lower --lr or --grad-clip`);
@@ -417,7 +430,7 @@ function trainStep(run: Run, state: LoopState): { loss: number; norm: number; lr
   if (skipped === null) {
     let scale = 1 / run.accumulation;
     if (o.gradClip > 0 && norm > o.gradClip) scale *= o.gradClip / norm;
-    optimizer.update(model.params, model.grads, lr, scale);
+    update(lr, scale);
     run.recent.loss.push(loss);
     run.recent.gradNorm.push(norm);
   }
@@ -430,7 +443,7 @@ function trainStep(run: Run, state: LoopState): { loss: number; norm: number; lr
  * loss and the gradient norm are the global ones (identical on every rank, so every rank takes
  * the same decisions: NaN, outlier, clipping).
  */
-function dataParallelStep(run: Run, dp: DataParallelTraining, state: LoopState): { loss: number; norm: number; lr: number; skipped: string | null } {
+function dataParallelStep(run: Run, dp: DataParallelTraining, state: LoopState): StepResult {
   const { model, train, spec: o } = run;
   model.zeroGrad();
   let lossSum = 0;
@@ -443,20 +456,7 @@ function dataParallelStep(run: Run, dp: DataParallelTraining, state: LoopState):
   dp.reduce();
   const loss = dp.mean(lossSum / run.accumulation);
   const norm = dp.optimizer.gradNorm() / run.accumulation;
-  if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-    const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
-    throw new TrainingFailed(`step ${state.step + 1}: the ${what}; stopping (last checkpoint: ${state.lastCheckpoint ?? "none this session"}). Try a lower --lr or --grad-clip`);
-  }
-  const lr = learningRate(state.step, o);
-  const skipped = outlier(run, loss, norm);
-  if (skipped === null) {
-    let scale = 1 / run.accumulation;
-    if (o.gradClip > 0 && norm > o.gradClip) scale *= o.gradClip / norm;
-    dp.update(lr, scale);
-    run.recent.loss.push(loss);
-    run.recent.gradNorm.push(norm);
-  }
-  return { loss, norm, lr, skipped };
+  return finishStep(run, state, loss, norm, (lr, scale) => dp.update(lr, scale));
 }
 
 /** Evaluation, a sample and a checkpoint when their cadence (or the last step) says so. */
