@@ -1,6 +1,7 @@
 // Shared command-line plumbing for every CLI: the typed flag values of src/base/flag_values.ts,
-// --matmul-precision, and runCli, which maps errors to the exit codes of src/base/errors.ts (EXIT): bad input (any
-// InputError: flags, files, prompts) exits 2 with a one-line message, anything else exits 1.
+// --matmul-precision, and runCli, which maps errors to the exit codes of src/base/errors.ts
+// (EXIT): bad input (any InputError: flags, files, prompts) exits 2 with a one-line message,
+// anything else exits 1.
 import { EXIT, InputError, UsageError } from "../base/errors.ts";
 import { choiceFlag } from "../base/flag_values.ts";
 import { bf16Unavailable, MATMUL_PRECISIONS, type MatmulPrecision, setMatmulPrecision } from "../ffi.ts";
