@@ -1,7 +1,7 @@
 // bun run train: schedules, flag validation (exit 2, nothing done), resume bit-identity through a
 // real Ctrl-C, NaN handling, gradient accumulation, and an end-to-end smoke run from the CLI.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../src/base/errors.ts";
@@ -353,6 +353,27 @@ describe("the run spec", () => {
     }
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(/spec_damaged\.llmts: run spec field "lr" is invalid/);
+  });
+
+  test("a damaged sampler state is refused before the run touches its folder (a killed write's temp file stays)", () => {
+    const path = join(dir, "spec_saved", "ckpt_00000002.llmts");
+    const bytes = new Uint8Array(readFileSync(path));
+    const J = new DataView(bytes.buffer).getUint32(12, true);
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + J)));
+    expect(Array.isArray(header.sampleRng)).toBe(true);
+    header.sampleRng = [0, 0, 0, 0];
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    bytes.fill(0x20, 16, 16 + J);
+    bytes.set(json, 16);
+    const folder = join(dir, "rng_damaged_dir");
+    const damaged = join(dir, "rng_damaged.llmts");
+    writeFileSync(damaged, bytes);
+    // A writer's pid that no process has (pid_max is below 2^22), so the temp file is stale.
+    const stale = join(folder, ".ckpt_00000003.llmts.4194399.1700000000000.tmp");
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(stale, "partial");
+    expect(() => setupRun(parseTrainArgs(["--resume", damaged, "--ckpt-dir", folder, "--steps", "3"]).given, () => {})).toThrow(/rng_damaged\.llmts: .*rng state/);
+    expect(existsSync(stale)).toBe(true);
   });
 });
 

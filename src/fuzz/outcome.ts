@@ -62,7 +62,6 @@ export interface CliRun {
 /** Bun's report of an uncaught exception: source excerpt, "at …" frames, "Bun v…" footer. */
 const STACK = /^\s+at .+(:\d+:\d+\)?|\(native\))$|^Bun v\d+\.\d+\.\d+ \(|^\s*\^$/m;
 /** train's numerical-fault stop (exit 1, documented): the run named the step and stopped. */
-const STALE_TEMP_NOTE = /^removed \S+\.tmp, left by a run killed while writing it$/;
 const TRAIN_NON_FINITE = /step \d+: the (loss|gradient norm) is (NaN|-?Infinity)|step \d+: the parameters are not finite/;
 const LOGITS_NON_FINITE = /not finite/;
 const WRITE_FAILED = /cannot write .+ \(E[A-Z]+\)/;
@@ -74,8 +73,7 @@ export function judgeCli(run: CliRun, where: string): CheckResult {
   if (run.signal !== null) return { verdict: "crash", detail: `killed by ${run.signal}: ${tail}` };
   if (STACK.test(run.stderr)) return { verdict: "crash", detail: `stack trace in stderr: ${tail}` };
   if (run.exitCode === 0) return { verdict: "accepted", detail: "" };
-  // The trainer's note that it removed a killed write's temp file is information, not the error.
-  const lines = run.stderr.trim().split("\n").filter((l) => l.trim() !== "" && l.trim() !== "(see --help)" && !STALE_TEMP_NOTE.test(l));
+  const lines = run.stderr.trim().split("\n").filter((l) => l.trim() !== "" && l.trim() !== "(see --help)");
   const message = lines[lines.length - 1] ?? "";
   if (run.exitCode === 1 && TRAIN_NON_FINITE.test(message)) return { verdict: "nanLater", detail: message };
   // A write that fails during work (exit 1, the standard's "failure during work"), named with its cause.

@@ -190,6 +190,12 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     agreeOrRefuse(group, "the data files (their paths and token counts: every node needs the same files at the same path)", JSON.stringify({ train: sizes(train), val: sizes(val) }));
   }
 
+  // The sampler's RNG and the outlier windows: a damaged one in the checkpoint is refused here,
+  // before the run touches its folder.
+  const sampleRng = new Rng(spec.seed ^ SEED_STREAMS.sample);
+  const recent = { loss: new ZScoreWindow(), gradNorm: new ZScoreWindow() };
+  if (resumed !== null) restoreRunState(resumed.state, resumePath!, sampleRng, recent);
+
   // Everything checked: now the work starts.
   if (threads !== threadCount()) setThreads(threads);
   setMatmulPrecision(spec.matmulPrecision);
@@ -201,14 +207,11 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
 
   let model: GPT2;
   const hyper = { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps, weightDecay: spec.weightDecay };
-  const sampleRng = new Rng(spec.seed ^ SEED_STREAMS.sample);
-  const recent = { loss: new ZScoreWindow(), gradNorm: new ZScoreWindow() };
   let origin: string;
   // Data-parallel: rank 0's parameters are every rank's (the others start from zeros and receive them).
   const ownWeights = (weights: GPT2Weights | null) => new GPT2(isRoot ? weights! : new GPT2Weights(config));
   if (resumed !== null) {
     model = ownWeights(resumed.weights);
-    restoreRunState(resumed.state, resumePath!, sampleRng, recent);
     origin = `resumed from ${resumePath} at step ${resumed.step}`;
   } else if ("file" in spec.model) {
     model = ownWeights(initWeights);
