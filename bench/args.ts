@@ -9,7 +9,8 @@ export function parseBenchArgs<T extends ParseArgsConfig>(config: T): ReturnType
     return parseArgs(config);
   } catch (error) {
     if (!(error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) throw error;
-    process.stderr.write(`bench/${basename(process.argv[1] ?? "")}: ${(error as Error).message}\n(usage: the comment at the top of bench/${basename(process.argv[1] ?? "")})\n`);
+    const script = `bench/${basename(process.argv[1] ?? "")}`;
+    process.stderr.write(`${script}: ${(error as Error).message}\n(usage: the comment at the top of ${script})\n`);
     process.exit(EXIT.badInput);
   }
 }

@@ -1,5 +1,6 @@
-//! The residual connection's forward, out = a + b, and zeroing a buffer over the pool. (Its backward needs no kernel: the gradient
-//! passes to both branches unchanged, so the model keeps one residual-gradient buffer.)
+//! The residual connection's forward, out = a + b, and zeroing a buffer over the pool. (The
+//! residual's backward needs no kernel: the gradient passes to both branches unchanged, so the
+//! model keeps one residual-gradient buffer.)
 //! Memory-bound: split into fixed chunks over the pool.
 const std = @import("std");
 const pool = @import("pool.zig");

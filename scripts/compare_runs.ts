@@ -20,7 +20,18 @@ const curves: Curve[] = positionals.map((arg) => {
     process.stderr.write(`compare_runs: "${arg}" is not name=path/to/log.jsonl\n`);
     process.exit(2);
   }
-  const records = readFileSync(arg.slice(at + 1), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+  const path = arg.slice(at + 1);
+  let records: Array<Record<string, number>>;
+  try {
+    records = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+  } catch (error) {
+    process.stderr.write(`compare_runs: ${path}: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  if (!records.some((r) => "val_loss" in r)) {
+    process.stderr.write(`compare_runs: ${path}: no val_loss records (a bun run train log.jsonl has them)\n`);
+    process.exit(2);
+  }
   const raw = records.filter((r) => "loss" in r).map((r): [number, number] => [r.step, r.loss]);
   const train = raw.map(([step], i): [number, number] => {
     const window = raw.slice(Math.max(0, i - 24), i + 1);
