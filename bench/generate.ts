@@ -5,8 +5,9 @@
 // the memory bandwidth of a parallel copy measured in the same run. Decode is memory-bound: each
 // token reads every weight once, so "bandwidth bound" = bytes read per token ÷ copy bandwidth.
 import { parseBenchArgs } from "./args.ts";
-import { defaultThreadCount, matmulForward, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
+import { defaultThreadCount, matmulForward, matmulForwardPrepacked, matmulPack, packedWeightFloats, parallelCopy, parseThreadCount, setThreads } from "../src/ffi.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
+import { PackedMatmuls } from "../src/infer/packed_matmuls.ts";
 import { argmax } from "../src/infer/sampling.ts";
 import { namedConfig } from "../src/model/config.ts";
 import { randomWeights } from "../src/model/init.ts";
@@ -33,7 +34,9 @@ const time = (f: () => void) => {
 log(`generate bench: ${values.model} (L=${L} C=${C} Vp=${Vp}, ${(parameterCount(config) / 1e6).toFixed(1)}M params), ${threads} threads${quick ? ", quick" : ""}`);
 const weights = randomWeights(config, 1234, { std: 0.02 });
 const params = weights.params;
-const engine = new InferenceEngine(weights);
+// As bun run generate runs: the matmul weights packed once more for few-row calls.
+const packed = new PackedMatmuls(weights);
+const engine = new InferenceEngine(weights, { packed });
 
 // Copy bandwidth: 128 MiB per buffer, far beyond the 32 MiB L3; best of a few runs.
 const copyFloats = 32 << 20;
@@ -55,7 +58,15 @@ for (const [name, IC, OC] of [["lm_head", C, Vp], ["fc", C, 4 * C], ["fcproj", 4
   const x = new Float32Array(IC).fill(0.5), out = new Float32Array(OC);
   const reps = quick ? 5 : 15;
   const mm = median(Array.from({ length: reps }, () => { const m = w(); return time(() => matmulForward(out, x, m, null, 1, IC, OC)); }));
-  log(`  one row ${name} (${OC}×${IC}): matmulForward ${mm.toFixed(3)} ms (${((IC * OC * 4) / mm / 1e6).toFixed(1)} GB/s)`);
+  // The same on packed copies of three slices (3 × 154 MB for the lm_head: still out of cache).
+  const copies = Array.from({ length: Math.min(3, slices) }, () => {
+    const m = w(), p = new Float32Array(packedWeightFloats(IC, OC));
+    matmulPack(p, m, IC, OC);
+    return { m, p };
+  });
+  const mp = median(Array.from({ length: reps }, (_, i) => { const { m, p } = copies[i % copies.length]; return time(() => matmulForwardPrepacked(out, x, m, p, null, 1, IC, OC)); }));
+  const rate = (ms: number) => ((IC * OC * 4) / ms / 1e6).toFixed(1);
+  log(`  one row ${name} (${OC}×${IC}): matmulForward ${mm.toFixed(3)} ms (${rate(mm)} GB/s; the trainer's sampler), packed ${mp.toFixed(3)} ms (${rate(mp)} GB/s; generate and serve)`);
 }
 
 // Prefill: a 64-token prompt, median of a few runs after a warm-up.

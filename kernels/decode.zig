@@ -4,6 +4,9 @@
 //!              per layer: the new rows' keys and values are stored into the cache first, then
 //!              every row attends causally (all heads) to cache positions 0..pos0+i, split over
 //!              blocks of whole cache rows so that long contexts stream the cache sequentially.
+//!   attentionRows  the same for n rows of n different sequences (batched decoding): row i at
+//!              position[i] of cache cache_index[i], in one call, so the rows' blocks share the
+//!              threads (a decode pass of 8 sequences made 96 single-row calls per step before).
 //!   copy       a parallel memcpy: the bandwidth yardstick the decode benchmark compares with.
 //! Determinism: each task owns its outputs and fixes its own reduction order, so results do not
 //! depend on the thread count.
@@ -71,6 +74,10 @@ const AttentionContext = struct {
     k_cache: []const f32,
     v_cache: []const f32,
     shape: AttentionShape,
+    /// Where the rows' keys are; k_cache and v_cache hold every cache the rows use.
+    placement: Placement,
+    /// Key blocks per row in `partials` (the most any row of the call has).
+    blocks: usize,
     first_row: usize, // of this group
     /// rows·blocks·partialFloats floats: first every (row, block)'s weighted values (C floats
     /// each), then every (row, block)'s maxes and sums (NH each). The values come first so that
@@ -80,22 +87,34 @@ const AttentionContext = struct {
     partials: []f32,
 
     const Partial = struct { maxes: []f32, sums: []f32, acc: []f32 };
+    /// base: the cache's first float in k_cache / v_cache
+    const RowCache = struct { base: usize, keys: []const f32, values: []const f32, position: usize };
+
+    /// The cache row `row` attends over, and its position in it.
+    fn rowCache(self: *const AttentionContext, row: usize) RowCache {
+        const floats = self.shape.max_t * self.shape.c;
+        const cache, const position = switch (self.placement) {
+            .consecutive => .{ 0, self.shape.pos0 + row },
+            .scattered => |p| .{ @as(usize, @intCast(p.cache_index[row])), @as(usize, @intCast(p.position[row])) },
+        };
+        return .{ .base = cache * floats, .keys = self.k_cache[cache * floats ..][0..floats], .values = self.v_cache[cache * floats ..][0..floats], .position = position };
+    }
 
     fn partial(self: *const AttentionContext, group_row: usize, block: usize) Partial {
         const s = self.shape;
         const records = self.partials.len / s.partialFloats(); // rows in group · blocks
-        const record = group_row * s.blocks() + block;
+        const record = group_row * self.blocks + block;
         const stats = self.partials[records * s.c + record * 2 * s.nh ..][0 .. 2 * s.nh];
         return .{ .maxes = stats[0..s.nh], .sums = stats[s.nh..], .acc = self.partials[record * s.c ..][0..s.c] };
     }
 
     fn blockTask(self: *const AttentionContext, task_index: usize) void {
         const s = self.shape;
-        const blocks = s.blocks();
-        const group_row = task_index / blocks;
-        const block = task_index % blocks;
+        const group_row = task_index / self.blocks;
+        const block = task_index % self.blocks;
         const row = self.first_row + group_row;
-        const keys = s.pos0 + row + 1;
+        const cache = self.rowCache(row);
+        const keys = cache.position + 1;
         const begin = block * key_block;
         const part = self.partial(group_row, block);
         const maxes = part.maxes;
@@ -113,7 +132,7 @@ const AttentionContext = struct {
         const scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hs)));
         var scores: [key_block * max_heads]f32 = undefined;
         for (0..len) |j| {
-            const key = self.k_cache[(begin + j) * s.c ..][0..s.c];
+            const key = cache.keys[(begin + j) * s.c ..][0..s.c];
             for (0..s.nh) |h| scores[j * s.nh + h] = dotRow(q[h * hs ..][0..hs], key[h * hs ..][0..hs]) * scale;
         }
         for (0..s.nh) |h| {
@@ -130,7 +149,7 @@ const AttentionContext = struct {
         }
         @memset(acc, 0);
         for (0..len) |j| {
-            const value = self.v_cache[(begin + j) * s.c ..][0..s.c];
+            const value = cache.values[(begin + j) * s.c ..][0..s.c];
             for (0..s.nh) |h| axpy(acc[h * hs ..][0..hs], scores[j * s.nh + h], value[h * hs ..][0..hs]);
         }
     }
@@ -141,7 +160,7 @@ const AttentionContext = struct {
         const head = task_index % s.nh;
         const row = self.first_row + group_row;
         const hs = s.headSize();
-        const used_blocks = std.math.divCeil(usize, s.pos0 + row + 1, key_block) catch unreachable;
+        const used_blocks = std.math.divCeil(usize, self.rowCache(row).position + 1, key_block) catch unreachable;
         var max: f32 = -std.math.inf(f32);
         for (0..used_blocks) |b| max = @max(max, self.partial(group_row, b).maxes[head]);
         var total: f32 = 0;
@@ -188,36 +207,62 @@ fn axpy(y: []f32, alpha: f32, x: []const f32) void {
     while (k < y.len) : (k += 1) y[k] = @mulAdd(f32, alpha, x[k], y[k]);
 }
 
+/// Where the query rows' keys are.
+pub const Placement = union(enum) {
+    /// one cache; row i at position pos0 + i (a prompt, or one decode row)
+    consecutive,
+    /// row i at position[i] of cache cache_index[i] (caches of max_t·c floats, one after another)
+    scattered: struct { cache_index: []const i32, position: []const i32 },
+};
+
 /// Stores the new rows' keys and values (columns C..2C and 2C..3C of qkv) at cache positions
 /// pos0..pos0+n-1, then writes out(n, C) = causal attention of the rows' queries over the cache.
 /// Not reentrant (module scratch), like the pool.
 pub fn attention(out: []f32, qkv: []const f32, k_cache: []f32, v_cache: []f32, shape: AttentionShape) void {
     const s = shape;
-    assert(s.n > 0 and s.c > 0 and s.nh > 0 and s.c % s.nh == 0);
-    assert(attentionFits(s));
     assert(s.pos0 + s.n <= s.max_t);
-    assert(out.len == s.n * s.c and qkv.len == s.n * 3 * s.c);
     assert(k_cache.len == s.max_t * s.c and v_cache.len == s.max_t * s.c);
+    attendPlaced(out, qkv, k_cache, v_cache, s, .consecutive, s.blocks());
+}
+
+/// attention() for n rows of different sequences: row i is at position[i] of cache
+/// cache_index[i] (k_caches and v_caches hold cache_count caches of max_t·c floats), stores its
+/// key and value there and attends over that cache's positions 0..position[i]. The indices must
+/// be distinct (checked at the C ABI). shape.pos0 is unused. A row's arithmetic is exactly that of
+/// attention() on its own cache at pos0 = position[i], n = 1.
+pub fn attentionRows(out: []f32, qkv: []const f32, k_caches: []f32, v_caches: []f32, cache_index: []const i32, position: []const i32, shape: AttentionShape) void {
+    const s = shape;
+    assert(cache_index.len == s.n and position.len == s.n);
+    assert(k_caches.len % (s.max_t * s.c) == 0 and k_caches.len == v_caches.len);
+    var last: usize = 0;
+    for (position) |p| last = @max(last, @as(usize, @intCast(p)));
+    const blocks = std.math.divCeil(usize, last + 1, key_block) catch unreachable;
+    attendPlaced(out, qkv, k_caches, v_caches, s, .{ .scattered = .{ .cache_index = cache_index, .position = position } }, blocks);
+}
+
+fn attendPlaced(out: []f32, qkv: []const f32, k_caches: []f32, v_caches: []f32, shape: AttentionShape, placement: Placement, blocks: usize) void {
+    const s = shape;
+    assert(s.n > 0 and s.c > 0 and s.nh > 0 and s.c % s.nh == 0);
+    assert(s.c <= max_channels and s.nh <= max_heads and s.headSize() <= max_head_size);
+    assert(blocks * s.partialFloats() <= scratch_floats);
+    assert(out.len == s.n * s.c and qkv.len == s.n * 3 * s.c);
+    const probe = AttentionContext{ .out = out, .qkv = qkv, .k_cache = k_caches, .v_cache = v_caches, .shape = s, .placement = placement, .blocks = blocks, .first_row = 0, .partials = scratch[0..0] };
     for (0..s.n) |row| {
+        const cache = probe.rowCache(row);
+        const at = cache.base + cache.position * s.c;
         const src = qkv[row * 3 * s.c ..][0 .. 3 * s.c];
-        @memcpy(k_cache[(s.pos0 + row) * s.c ..][0..s.c], src[s.c .. 2 * s.c]);
-        @memcpy(v_cache[(s.pos0 + row) * s.c ..][0..s.c], src[2 * s.c .. 3 * s.c]);
+        @memcpy(k_caches[at..][0..s.c], src[s.c .. 2 * s.c]);
+        @memcpy(v_caches[at..][0..s.c], src[2 * s.c .. 3 * s.c]);
     }
-    const row_floats = s.blocks() * s.partialFloats();
+    const row_floats = blocks * s.partialFloats();
     const group_rows = @min(s.n, scratch_floats / row_floats);
     var first_row: usize = 0;
     while (first_row < s.n) : (first_row += group_rows) {
         const rows = @min(group_rows, s.n - first_row);
-        const context = AttentionContext{
-            .out = out,
-            .qkv = qkv,
-            .k_cache = k_cache,
-            .v_cache = v_cache,
-            .shape = s,
-            .first_row = first_row,
-            .partials = scratch[0 .. rows * row_floats],
-        };
-        pool.parallelFor(AttentionContext, &context, rows * s.blocks(), AttentionContext.blockTask);
+        var context = probe;
+        context.first_row = first_row;
+        context.partials = scratch[0 .. rows * row_floats];
+        pool.parallelFor(AttentionContext, &context, rows * blocks, AttentionContext.blockTask);
         pool.parallelFor(AttentionContext, &context, rows * s.nh, AttentionContext.combineTask);
     }
 }
@@ -302,6 +347,46 @@ test "attention over a cache matches a float64 reference and fills the cache" {
             }
         }
     }
+}
+
+test "attentionRows: each row exactly as attention() on its own cache, caches filled" {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(12);
+    const random = prng.random();
+    try pool.init(2);
+    defer pool.deinit();
+    // Four rows in caches 3, 0, 2, 5 of 6, at positions across one and several key blocks.
+    const c, const nh, const max_t = .{ 16, 2, 200 };
+    const cache_index = [_]i32{ 3, 0, 2, 5 };
+    const position = [_]i32{ 0, 63, 64, 150 };
+    const n = cache_index.len;
+    const floats = max_t * c;
+    const k_caches = try gpa.alloc(f32, 6 * floats);
+    defer gpa.free(k_caches);
+    const v_caches = try gpa.alloc(f32, 6 * floats);
+    defer gpa.free(v_caches);
+    const qkv = try gpa.alloc(f32, n * 3 * c);
+    defer gpa.free(qkv);
+    const out = try gpa.alloc(f32, n * c);
+    defer gpa.free(out);
+    fillNormal(random, k_caches);
+    fillNormal(random, v_caches);
+    fillNormal(random, qkv);
+    const k_alone = try gpa.dupe(f32, k_caches);
+    defer gpa.free(k_alone);
+    const v_alone = try gpa.dupe(f32, v_caches);
+    defer gpa.free(v_alone);
+    const shape = AttentionShape{ .pos0 = 0, .n = n, .c = c, .nh = nh, .max_t = max_t };
+    attentionRows(out, qkv, k_caches, v_caches, &cache_index, &position, shape);
+    var want: [c]f32 = undefined;
+    for (0..n) |row| {
+        const base = @as(usize, @intCast(cache_index[row])) * floats;
+        const one = AttentionShape{ .pos0 = @intCast(position[row]), .n = 1, .c = c, .nh = nh, .max_t = max_t };
+        attention(&want, qkv[row * 3 * c ..][0 .. 3 * c], k_alone[base..][0..floats], v_alone[base..][0..floats], one);
+        try std.testing.expectEqualSlices(f32, &want, out[row * c ..][0..c]);
+    }
+    try std.testing.expectEqualSlices(f32, k_alone, k_caches);
+    try std.testing.expectEqualSlices(f32, v_alone, v_caches);
 }
 
 test "copy copies every element, for sizes around the chunk" {

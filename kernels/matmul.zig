@@ -4,12 +4,15 @@
 //!   weight grad  dW(OC,C)   += dout(BT,OC)ᵀ · inp(BT,C),   dbias(OC) += Σ_rows dout   (TN)
 //! All three go through the packed GEMM in gemm.zig, addressed by strides, except the forward with
 //! few rows (generation: one row per decode step, a few per prefill chunk), which is memory-bound:
-//! forwardSmall streams W once instead of packing it. forward() is the one place that chooses.
+//! forwardSmall streams W once instead of packing it. forward() is the one place that chooses;
+//! forwardPrepacked() the same for inference, whose weights are also packed once at load time
+//! (panel_matmul.zig) for the few-row calls.
 //! Every output element has one fixed reduction order, so results are bit-identical for repeated
 //! calls and for any thread count.
 const std = @import("std");
 const pool = @import("pool.zig");
 const gemm = @import("gemm.zig");
+const panel_matmul = @import("panel_matmul.zig");
 const simd = @import("simd.zig");
 const assert = std.debug.assert;
 
@@ -62,6 +65,15 @@ pub fn forward(out: []f32, inp: []const f32, weight: []const f32, bias: ?[]const
         .precision = precision,
     };
     gemm.run(&problem);
+}
+
+/// forward() for a weight that also exists packed (panel_matmul.pack): up to small_rows_max rows
+/// take the packed panels (one FMA chain per output whatever the row count), more rows the GEMM
+/// on W as it is, at the GEMM's precision.
+pub fn forwardPrepacked(out: []f32, inp: []const f32, weight: []const f32, packed_weight: []const f32, bias: ?[]const f32, bt: usize, c: usize, oc: usize) void {
+    assert(packed_weight.len == panel_matmul.packedFloats(c, oc));
+    if (bt <= small_rows_max) return panel_matmul.forward(out, inp, packed_weight, bias, bt, c, oc);
+    forward(out, inp, weight, bias, bt, c, oc);
 }
 
 pub fn backwardInput(dinp: []f32, dout: []const f32, weight: []const f32, bt: usize, c: usize, oc: usize) void {
@@ -271,6 +283,33 @@ test "each layout matches a float64 reference on odd shapes, small-row path incl
     // then up to and past small_rows_max.
     const shapes = [_][3]usize{ .{ 1, 1, 1 }, .{ 1, 9, 5 }, .{ 1, 3 * lanes + 5, 67 }, .{ 1, 768, 37 }, .{ 3, 17, 37 }, .{ small_rows_max, 33, 70 }, .{ small_rows_max + 1, 33, 70 }, .{ 5, 300, 9 }, .{ 7, 9, 5 }, .{ 65, 33, 17 }, .{ 3, 129, 70 }, .{ 31, 300, 45 } };
     for (shapes) |s| for ([_]Layout{ .forward, .input, .weight }) |layout| try checkLayout(layout, s[0], s[1], s[2]);
+}
+
+test "forwardPrepacked takes the panels up to small_rows_max rows and the GEMM beyond" {
+    try pool.init(2);
+    defer pool.deinit();
+    const gpa = std.testing.allocator;
+    const c, const oc = .{ 40, 50 };
+    const rows_max = small_rows_max + 1;
+    const inp = try gpa.alloc(f32, rows_max * c);
+    defer gpa.free(inp);
+    const weight = try gpa.alloc(f32, oc * c);
+    defer gpa.free(weight);
+    const packed_weight = try gpa.alloc(f32, panel_matmul.packedFloats(c, oc));
+    defer gpa.free(packed_weight);
+    const got = try gpa.alloc(f32, rows_max * oc);
+    defer gpa.free(got);
+    const want = try gpa.alloc(f32, rows_max * oc);
+    defer gpa.free(want);
+    var prng = std.Random.DefaultPrng.init(3);
+    for (inp) |*v| v.* = prng.random().floatNorm(f32);
+    for (weight) |*v| v.* = prng.random().floatNorm(f32);
+    panel_matmul.pack(packed_weight, weight, c, oc);
+    for ([_]usize{ 1, small_rows_max, rows_max }) |bt| {
+        forwardPrepacked(got[0 .. bt * oc], inp[0 .. bt * c], weight, packed_weight, null, bt, c, oc);
+        if (bt <= small_rows_max) panel_matmul.forward(want[0 .. bt * oc], inp[0 .. bt * c], packed_weight, null, bt, c, oc) else forward(want[0 .. bt * oc], inp[0 .. bt * c], weight, null, bt, c, oc);
+        try std.testing.expectEqualSlices(f32, want[0 .. bt * oc], got[0 .. bt * oc]);
+    }
 }
 
 test {

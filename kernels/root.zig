@@ -16,6 +16,7 @@ const check = @import("check.zig");
 const simd = @import("simd.zig");
 const pool = @import("pool.zig");
 const matmul = @import("matmul.zig");
+const panel_matmul = @import("panel_matmul.zig");
 const gemm = @import("gemm.zig");
 const attention = @import("attention.zig");
 const encoder = @import("encoder.zig");
@@ -26,6 +27,7 @@ const softmax_xent = @import("softmax_xent.zig");
 const adamw = @import("adamw.zig");
 const peak = @import("peak.zig");
 const decode = @import("decode.zig");
+const sampling = @import("sampling.zig");
 
 const Call = check.Call;
 
@@ -51,8 +53,8 @@ export fn llmts_limits_json() callconv(.c) [*:0]const u8 {
     return limits_json;
 }
 const limits_json = std.fmt.comptimePrint(
-    \\{{"max_dim":{d},"max_elements":{d},"max_threads":{d},"decode_max_head_size":{d},"decode_max_heads":{d},"decode_max_channels":{d},"decode_key_block":{d},"decode_scratch_floats":{d},"matmul_small_rows_max":{d}}}
-, .{ std.math.maxInt(i32), check.max_elements, pool.max_threads, decode.max_head_size, decode.max_heads, decode.max_channels, decode.key_block, decode.scratch_floats, matmul.small_rows_max });
+    \\{{"max_dim":{d},"max_elements":{d},"max_threads":{d},"decode_max_head_size":{d},"decode_max_heads":{d},"decode_max_channels":{d},"decode_key_block":{d},"decode_scratch_floats":{d},"matmul_small_rows_max":{d},"matmul_panel_width":{d},"decode_max_rows":{d}}}
+, .{ std.math.maxInt(i32), check.max_elements, pool.max_threads, decode.max_head_size, decode.max_heads, decode.max_channels, decode.key_block, decode.scratch_floats, matmul.small_rows_max, panel_matmul.panel_width, decode_max_rows });
 
 // ---- pool ----
 
@@ -87,6 +89,24 @@ export fn llmts_matmul_forward(out: ?[*]f32, inp: ?[*]const f32, weight: ?[*]con
     const s = linear(call, bt, c, oc);
     const b = if (bias) |p| p[0..s.oc] else null;
     matmul.forward(call.floats("out", out, s.out), call.constFloats("inp", inp, s.in), call.constFloats("weight", weight, s.w), b, s.bt, s.c, s.oc);
+}
+/// packed (panel_matmul.packedFloats(c, oc)) = weight (oc,c) in the panel layout of
+/// llmts_matmul_forward_packed.
+export fn llmts_matmul_pack(packed_weight: ?[*]f32, weight: ?[*]const f32, c: i32, oc: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = linear(call, 1, c, oc);
+    const packed_len = call.elements("packed floats", .{ panel_matmul.panelCount(s.oc), panel_matmul.panel_width, s.c });
+    panel_matmul.pack(call.floats("packed", packed_weight, packed_len), call.constFloats("weight", weight, s.w), s.c, s.oc);
+}
+/// llmts_matmul_forward for a weight also packed by llmts_matmul_pack: up to matmul_small_rows_max
+/// rows run on the packed panels, one FMA chain per output whatever bt (a row's result does not
+/// depend on the other rows); more rows on weight (matmul.forwardPrepacked chooses).
+export fn llmts_matmul_forward_prepacked(out: ?[*]f32, inp: ?[*]const f32, weight: ?[*]const f32, packed_weight: ?[*]const f32, bias: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const s = linear(call, bt, c, oc);
+    const packed_len = call.elements("packed floats", .{ panel_matmul.panelCount(s.oc), panel_matmul.panel_width, s.c });
+    const b = if (bias) |p| p[0..s.oc] else null;
+    matmul.forwardPrepacked(call.floats("out", out, s.out), call.constFloats("inp", inp, s.in), call.constFloats("weight", weight, s.w), call.constFloats("packed", packed_weight, packed_len), b, s.bt, s.c, s.oc);
 }
 export fn llmts_matmul_backward_input(dinp: ?[*]f32, dout: ?[*]const f32, weight: ?[*]const f32, bt: i32, c: i32, oc: i32) callconv(.c) void {
     const call = Call.of(@src());
@@ -298,6 +318,40 @@ export fn llmts_decode_attention(out: ?[*]f32, qkv: ?[*]const f32, k_cache: ?[*]
     const s = cacheShape(call, pos0, n, c, nh, max_t);
     decode.attention(call.floats("out", out, s.n * s.c), call.constFloats("qkv", qkv, s.n * 3 * s.c), call.floats("k_cache", k_cache, s.max_t * s.c), call.floats("v_cache", v_cache, s.max_t * s.c), s);
 }
+/// Most rows of one llmts_decode_attention_rows call (its distinct-cache check is quadratic).
+pub const decode_max_rows = 256;
+
+/// llmts_decode_attention for n rows of n sequences: row i at position[i] of cache cache_index[i]
+/// of the cache_count caches of (max_t, c) floats in k_caches and v_caches; indices distinct.
+export fn llmts_decode_attention_rows(out: ?[*]f32, qkv: ?[*]const f32, k_caches: ?[*]f32, v_caches: ?[*]f32, cache_index: ?[*]const i32, position: ?[*]const i32, n: i32, cache_count: i32, c: i32, nh: i32, max_t: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const row_count = call.dim("n", n);
+    call.require(row_count <= decode_max_rows, "n = {d} exceeds {d}", .{ row_count, decode_max_rows });
+    const caches = call.dim("cache_count", cache_count);
+    const indices = call.ids("cache_index", cache_index, row_count, caches, "cache_count");
+    const positions = call.ids("position", position, row_count, call.dim("max_t", max_t), "max_t");
+    for (indices, 0..) |index, i| for (indices[0..i], 0..) |earlier, j| {
+        call.require(index != earlier, "rows {d} and {d} both name cache {d}", .{ j, i, index });
+    };
+    var last: i32 = 0;
+    for (positions) |p| last = @max(last, p);
+    // The shape of the row furthest in: the limits of llmts_decode_attention hold for every row.
+    const s = cacheShape(call, last, 1, c, nh, max_t);
+    const floats = call.elements("cache_count·max_t·c", .{ caches, s.max_t, s.c });
+    const shape = decode.AttentionShape{ .pos0 = 0, .n = row_count, .c = s.c, .nh = s.nh, .max_t = s.max_t };
+    decode.attentionRows(call.floats("out", out, row_count * s.c), call.constFloats("qkv", qkv, row_count * 3 * s.c), call.floats("k_caches", k_caches, floats), call.floats("v_caches", v_caches, floats), indices, positions, shape);
+}
+// ---- sampling ----
+
+/// out (f64, n) = e^((logits[i] − max)·scale), the sampler's weights; scale = 1/temperature.
+export fn llmts_sampling_weights(out: ?[*]f64, logits: ?[*]const f32, n: i32, scale: f64) callconv(.c) void {
+    const call = Call.of(@src());
+    const len = call.dim("n", n);
+    call.require(scale > 0 and std.math.isFinite(scale), "scale = {d}, must be finite and > 0", .{scale});
+    const weights = (out orelse call.fail("out is null", .{}))[0..len];
+    sampling.weights(weights, call.constFloats("logits", logits, len), scale);
+}
+
 export fn llmts_copy(dst: ?[*]f32, src: ?[*]const f32, n: i64) callconv(.c) void {
     const call = Call.of(@src());
     const len = call.count("n", n);
@@ -311,6 +365,7 @@ test {
     _ = peak;
     _ = pool;
     _ = matmul;
+    _ = panel_matmul;
     _ = attention;
     _ = encoder;
     _ = layernorm;
@@ -320,4 +375,5 @@ test {
     _ = softmax_xent;
     _ = adamw;
     _ = decode;
+    _ = sampling;
 }

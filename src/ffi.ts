@@ -34,6 +34,8 @@ const symbols = {
   llmts_pool_threads: { args: [], returns: i32 },
   // ---- matmul ----
   llmts_matmul_forward: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
+  llmts_matmul_pack: { args: [ptr, ptr, i32, i32], returns: VOID },
+  llmts_matmul_forward_prepacked: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_input: { args: [ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   llmts_matmul_backward_weight: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: VOID },
   // ---- attention ----
@@ -66,6 +68,8 @@ const symbols = {
   llmts_bf16_matmul_available: { args: [], returns: i32 },
   // ---- decode ----
   llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
+  llmts_decode_attention_rows: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
+  llmts_sampling_weights: { args: [ptr, ptr, i32, f64], returns: VOID },
   llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
 } as const;
 
@@ -95,10 +99,12 @@ export interface KernelLimits {
   maxElements: number;
   /** most kernel threads (kernels/pool.zig) */
   maxThreads: number;
-  /** decodeAttention's stack buffers and partial-results scratch (kernels/decode.zig) */
-  decode: { maxHeadSize: number; maxHeads: number; maxChannels: number; keyBlock: number; scratchFloats: number };
+  /** decodeAttention's stack buffers and partial-results scratch (kernels/decode.zig); decodeAttentionRows' most rows */
+  decode: { maxRows: number; maxHeadSize: number; maxHeads: number; maxChannels: number; keyBlock: number; scratchFloats: number };
   /** forward matmuls with at most this many rows stream the weights (one reduction order per element) */
   matmulSmallRowsMax: number;
+  /** Output columns per panel of a packed weight (kernels/panel_matmul.zig). */
+  matmulPanelWidth: number;
 }
 
 /** The features the kernels care about (bits of llmts_cpu_features / llmts_target_features). */
@@ -124,8 +130,8 @@ function parseLimits(text: string): KernelLimits {
   };
   return Object.freeze({
     maxDim: get("max_dim"), maxElements: get("max_elements"), maxThreads: get("max_threads"),
-    decode: Object.freeze({ maxHeadSize: get("decode_max_head_size"), maxHeads: get("decode_max_heads"), maxChannels: get("decode_max_channels"), keyBlock: get("decode_key_block"), scratchFloats: get("decode_scratch_floats") }),
-    matmulSmallRowsMax: get("matmul_small_rows_max"),
+    decode: Object.freeze({ maxRows: get("decode_max_rows"), maxHeadSize: get("decode_max_head_size"), maxHeads: get("decode_max_heads"), maxChannels: get("decode_max_channels"), keyBlock: get("decode_key_block"), scratchFloats: get("decode_scratch_floats") }),
+    matmulSmallRowsMax: get("matmul_small_rows_max"), matmulPanelWidth: get("matmul_panel_width"),
   });
 }
 
@@ -238,6 +244,36 @@ export function matmulForward(out: Float32Array, inp: Float32Array, weight: Floa
   checkF32(fn, "out", out, BT * OC); checkF32(fn, "inp", inp, BT * C); checkF32(fn, "weight", weight, OC * C);
   if (bias !== null) checkF32(fn, "bias", bias, OC);
   lib().llmts_matmul_forward(out, inp, weight, bias, BT, C, OC);
+}
+
+/** Floats of a (OC,C) weight packed for matmulForwardPacked: OC rounded up to whole panels, times C. */
+export function packedWeightFloats(C: number, OC: number): number {
+  const width = kernelLimits().matmulPanelWidth;
+  return Math.ceil(OC / width) * width * C;
+}
+
+/** packed (packedWeightFloats(C,OC)) = weight (OC,C) in the panel layout of kernels/panel_matmul.zig. */
+export function matmulPack(packed: Float32Array, weight: Float32Array, C: number, OC: number): void {
+  const fn = "matmulPack";
+  checkDim(fn, "C", C); checkDim(fn, "OC", OC);
+  checkElementCount(fn, OC * C); checkElementCount(fn, packedWeightFloats(C, OC));
+  checkF32(fn, "weight", weight, OC * C); checkF32(fn, "packed", packed, packedWeightFloats(C, OC));
+  lib().llmts_matmul_pack(packed, weight, C, OC);
+}
+
+/**
+ * matmulForward for a weight also packed by matmulPack (bias may be null): up to
+ * kernelLimits().matmulSmallRowsMax rows run on `packed`, each output one in-order FMA chain
+ * whatever BT, so a row's result does not depend on the other rows; more rows on `weight`.
+ */
+export function matmulForwardPrepacked(out: Float32Array, inp: Float32Array, weight: Float32Array, packed: Float32Array, bias: Float32Array | null, BT: number, C: number, OC: number): void {
+  const fn = "matmulForwardPrepacked";
+  checkDim(fn, "BT", BT); checkDim(fn, "C", C); checkDim(fn, "OC", OC);
+  checkElementCount(fn, BT * Math.max(C, OC)); checkElementCount(fn, OC * C); checkElementCount(fn, packedWeightFloats(C, OC));
+  checkF32(fn, "out", out, BT * OC); checkF32(fn, "inp", inp, BT * C); checkF32(fn, "weight", weight, OC * C);
+  checkF32(fn, "packed", packed, packedWeightFloats(C, OC));
+  if (bias !== null) checkF32(fn, "bias", bias, OC);
+  lib().llmts_matmul_forward_prepacked(out, inp, weight, packed, bias, BT, C, OC);
 }
 
 /** dinp(BT,C) += dout(BT,OC) · weight(OC,C). */
@@ -538,15 +574,70 @@ export function decodeAttention(out: Float32Array, qkv: Float32Array, kCache: Fl
   const fn = "decodeAttention";
   checkDim(fn, "n", n); checkDim(fn, "C", C); checkDim(fn, "NH", NH); checkDim(fn, "maxT", maxT);
   if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + n > maxT) throw new KernelArgumentError(`${fn}: rows ${pos0}..${pos0 + n - 1} do not fit a cache of ${maxT} positions`);
+  checkCacheAttention(fn, pos0 + n, C, NH, maxT);
+  checkF32(fn, "out", out, n * C); checkF32(fn, "qkv", qkv, n * 3 * C);
+  checkF32(fn, "kCache", kCache, maxT * C); checkF32(fn, "vCache", vCache, maxT * C);
+  lib().llmts_decode_attention(out, qkv, kCache, vCache, pos0, n, C, NH, maxT);
+}
+
+/** decodeAttention's limits on C, NH and the context (pos0 + n rows) of a cache. */
+function checkCacheAttention(fn: string, contextRows: number, C: number, NH: number, maxT: number): void {
   const limits = kernelLimits().decode;
   if (C % NH !== 0 || C / NH > limits.maxHeadSize || NH > limits.maxHeads || C > limits.maxChannels) {
     throw new KernelArgumentError(`${fn}: C (${C}) must split into NH (${NH} ≤ ${limits.maxHeads}) heads of at most ${limits.maxHeadSize}, C ≤ ${limits.maxChannels}`);
   }
-  if (Math.ceil((pos0 + n) / limits.keyBlock) * (C + 2 * NH) > limits.scratchFloats) throw new KernelArgumentError(`${fn}: context ${pos0 + n} is too long for C = ${C}`);
+  if (Math.ceil(contextRows / limits.keyBlock) * (C + 2 * NH) > limits.scratchFloats) throw new KernelArgumentError(`${fn}: context ${contextRows} is too long for C = ${C}`);
   checkElementCount(fn, maxT * C);
+}
+
+/**
+ * decodeAttention for n rows of n sequences: row i is at position[i] of cache cacheIndex[i] of
+ * the caches of (maxT, C) floats laid one after another in kCaches / vCaches. It stores its key
+ * and value there and attends over that cache's positions 0..position[i]; the indices must be
+ * distinct. A row's result is bit-identical to decodeAttention on its own cache.
+ */
+export function decodeAttentionRows(out: Float32Array, qkv: Float32Array, kCaches: Float32Array, vCaches: Float32Array, cacheIndex: Int32Array, position: Int32Array, n: number, C: number, NH: number, maxT: number): void {
+  const fn = "decodeAttentionRows";
+  checkDim(fn, "n", n); checkDim(fn, "C", C); checkDim(fn, "NH", NH); checkDim(fn, "maxT", maxT);
+  const maxRows = kernelLimits().decode.maxRows;
+  if (n > maxRows) throw new KernelArgumentError(`${fn}: n = ${n} rows, more than ${maxRows}`);
+  const cacheFloats = maxT * C;
+  if (!(kCaches instanceof Float32Array) || !(vCaches instanceof Float32Array)) throw new KernelArgumentError(`${fn}: kCaches and vCaches must be Float32Arrays`);
+  checkElementCount(fn, kCaches.length);
+  if (kCaches.length === 0 || kCaches.length % cacheFloats !== 0 || vCaches.length !== kCaches.length) {
+    throw new KernelArgumentError(`${fn}: kCaches and vCaches must hold the same whole number of caches of maxT·C = ${cacheFloats} floats (got ${kCaches.length} and ${vCaches.length})`);
+  }
+  const cacheCount = kCaches.length / cacheFloats;
+  checkDim(fn, "cache count", cacheCount);
+  checkI32(fn, "cacheIndex", cacheIndex, n); checkI32(fn, "position", position, n);
+  let last = 0;
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const cache = cacheIndex[i], pos = position[i];
+    if (!(cache >= 0 && cache < cacheCount)) throw new KernelArgumentError(`${fn}: row ${i}: cache ${cache} does not exist (0..${cacheCount - 1})`);
+    if (seen.has(cache)) throw new KernelArgumentError(`${fn}: row ${i}: cache ${cache} is named by an earlier row too`);
+    seen.add(cache);
+    if (!(pos >= 0 && pos < maxT)) throw new KernelArgumentError(`${fn}: row ${i}: position ${pos} is outside a cache of ${maxT} positions`);
+    last = Math.max(last, pos);
+  }
+  checkCacheAttention(fn, last + 1, C, NH, maxT);
   checkF32(fn, "out", out, n * C); checkF32(fn, "qkv", qkv, n * 3 * C);
-  checkF32(fn, "kCache", kCache, maxT * C); checkF32(fn, "vCache", vCache, maxT * C);
-  lib().llmts_decode_attention(out, qkv, kCache, vCache, pos0, n, C, NH, maxT);
+  lib().llmts_decode_attention_rows(out, qkv, kCaches, vCaches, cacheIndex, position, n, cacheCount, C, NH, maxT);
+}
+
+/**
+ * out (n) = e^((logits[i] − max)/temperature) over the first n logits, in double precision (the
+ * sampler's unnormalised probabilities; kernels/sampling.zig). The logits must be finite (checked
+ * by the caller, src/infer/sampling.ts) and temperature > 0.
+ */
+export function samplingWeights(out: Float64Array, logits: Float32Array, n: number, temperature: number): void {
+  const fn = "samplingWeights";
+  checkDim(fn, "n", n);
+  if (!(out instanceof Float64Array) || out.length !== n) throw new KernelArgumentError(`${fn}: out must be a Float64Array of ${n} elements`);
+  if (!(logits instanceof Float32Array) || logits.length < n) throw new KernelArgumentError(`${fn}: logits must be a Float32Array of at least ${n} elements`);
+  const scale = 1 / temperature;
+  if (!(temperature > 0) || !Number.isFinite(scale)) throw new KernelArgumentError(`${fn}: temperature must be > 0 with a finite inverse, got ${temperature}`);
+  lib().llmts_sampling_weights(out, logits, n, scale);
 }
 
 /** dst = src with all threads (the bandwidth yardstick of bench/generate.ts). */

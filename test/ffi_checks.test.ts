@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ffi from "../src/ffi.ts";
 
-type TypedArray = Float32Array | Int32Array;
+type TypedArray = Float32Array | Int32Array | Float64Array;
 const f32 = (n: number) => new Float32Array(n).fill(0.5);
 const i32 = (n: number) => new Int32Array(n); // token ids 0: valid for every vocabulary
 
@@ -25,6 +25,8 @@ interface Spec {
 
 const SPECS: Record<string, Spec> = {
   matmulForward: { args: () => [f32(2 * 5), f32(2 * 3), f32(5 * 3), f32(5), 2, 3, 5], dims: [4, 5, 6] },
+  matmulPack: { args: () => [f32(ffi.packedWeightFloats(3, 5)), f32(5 * 3), 3, 5], dims: [2, 3] },
+  matmulForwardPrepacked: { args: () => [f32(2 * 5), f32(2 * 3), f32(5 * 3), f32(ffi.packedWeightFloats(3, 5)), f32(5), 2, 3, 5], dims: [5, 6, 7] },
   matmulBackwardInput: { args: () => [f32(2 * 3), f32(2 * 5), f32(5 * 3), 2, 3, 5], dims: [3, 4, 5] },
   matmulBackwardWeight: { args: () => [f32(5 * 3), f32(5), f32(2 * 5), f32(2 * 3), 2, 3, 5], dims: [4, 5, 6] },
   attentionForward: {
@@ -68,6 +70,21 @@ const SPECS: Record<string, Spec> = {
       [f32(2 * 4), f32(2 * 12), f32(3 * 4), f32(3 * 4), 0.5, 2, 4, 2, 3],
       [f32(2 * 4), f32(2 * 12), f32(3 * 4), f32(3 * 4), 2, 2, 4, 2, 3], // rows 2..3 past maxT = 3
     ],
+  },
+  decodeAttentionRows: {
+    // Two rows in caches 1 and 0 of two (maxT = 3, C = 4), at positions 2 and 0.
+    args: () => [f32(2 * 4), f32(2 * 12), f32(2 * 3 * 4), f32(2 * 3 * 4), Int32Array.of(1, 0), Int32Array.of(2, 0), 2, 4, 2, 3], dims: [6, 7, 8, 9],
+    bad: () => [
+      [f32(2 * 4), f32(2 * 12), f32(2 * 3 * 4), f32(2 * 3 * 4), Int32Array.of(1, 1), Int32Array.of(2, 0), 2, 4, 2, 3], // one cache twice
+      [f32(2 * 4), f32(2 * 12), f32(2 * 3 * 4), f32(2 * 3 * 4), Int32Array.of(2, 0), Int32Array.of(2, 0), 2, 4, 2, 3], // cache 2 of 2
+      [f32(2 * 4), f32(2 * 12), f32(2 * 3 * 4), f32(2 * 3 * 4), Int32Array.of(1, 0), Int32Array.of(3, 0), 2, 4, 2, 3], // position maxT
+      [f32(2 * 4), f32(2 * 12), f32(2 * 3 * 4), f32(3 * 3 * 4), Int32Array.of(1, 0), Int32Array.of(2, 0), 2, 4, 2, 3], // k and v differ
+    ],
+  },
+  samplingWeights: {
+    // out exactly n weights; logits at least n (the sampler passes its padded row).
+    args: () => [new Float64Array(5), f32(8), 5, 0.8], dims: [2], anyLength: [1],
+    bad: () => [[new Float64Array(5), f32(4), 5, 0.8], [new Float64Array(5), f32(5), 5, 0], [new Float64Array(5), f32(5), 5, -1], [new Float64Array(5), f32(5), 5, 1e-320]],
   },
   parallelCopy: { args: () => [f32(5), f32(5)], dims: [], bad: () => [[f32(0), f32(0)]] },
   zeroFill: { args: () => [f32(5)], dims: [], anyLength: [0], bad: () => [[f32(0)]] },

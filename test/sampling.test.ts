@@ -1,9 +1,12 @@
 // The sampler draws by inverse CDF: token i when u·mass falls in [w_0+…+w_{i-1}, w_0+…+w_i), with
 // w = exp((logit - max)/T) in ascending id order and u the Rng's next uniform53. Checked here
-// against that definition written out on its own, and the frequencies against the probabilities.
+// against that definition written out on its own (with Math.exp; the kernel library's weights are
+// within 4·2^-53 of it, so a draw could differ only for a uniform within ~1e-15 of a boundary),
+// and the frequencies against the probabilities.
 import { expect, test } from "bun:test";
 import { Rng } from "../src/base/rng.ts";
-import { Sampler, samplingDistribution } from "../src/infer/sampling.ts";
+import { samplingWeights } from "../src/ffi.ts";
+import { MIN_TEMPERATURE, Sampler, SamplingError, samplingDistribution } from "../src/infer/sampling.ts";
 
 function logitsOf(V: number, seed: number): Float32Array {
   const r = new Rng(seed);
@@ -50,4 +53,27 @@ test("frequencies follow the distribution, with and without top-k/top-p", () => 
       expect(Math.abs((counts.get(id) ?? 0) - draws * probs[k])).toBeLessThan(5 * sd + 1);
     });
   }
+});
+
+test("the kernel's weights are exp((logit − max)/T) within 4·2^-53 over GPT-2's vocabulary", () => {
+  const V = 50257;
+  const logits = logitsOf(V, 21).map((x) => x * 4);
+  for (const T of [0.05, 0.8, 1, 3]) {
+    const got = new Float64Array(V);
+    samplingWeights(got, logits, V, T);
+    let max = -Infinity;
+    for (const x of logits) max = Math.max(max, x);
+    let worst = 0;
+    for (let i = 0; i < V; i++) {
+      const want = Math.exp((logits[i] - max) * (1 / T));
+      if (want > 0) worst = Math.max(worst, Math.abs(got[i] - want) / want);
+      else expect(got[i]).toBe(0);
+    }
+    expect(worst).toBeLessThan(4 * 2 ** -53);
+  }
+});
+
+test("a temperature without a finite inverse is refused", () => {
+  expect(() => new Sampler({ temperature: MIN_TEMPERATURE / 10, topK: 0, topP: 1 }, 1)).toThrow(SamplingError);
+  expect(() => new Sampler({ temperature: MIN_TEMPERATURE, topK: 0, topP: 1 }, 1)).not.toThrow();
 });

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import OpenAI from "openai";
 import { decode, encode } from "../src/data/tokenizer.ts";
 import { maxRowIndependentRows } from "../src/infer/batch.ts";
+import { PackedMatmuls } from "../src/infer/packed_matmuls.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { generate } from "../src/infer/generate.ts";
 import type { SamplingOptions } from "../src/infer/sampling.ts";
@@ -42,7 +43,8 @@ afterAll(async () => {
 /** What the server must produce: generate() on the same weights, as tokens and text. */
 function reference(prompt: Int32Array | string, maxTokens: number, sampling: SamplingOptions, seed: number) {
   const ids = typeof prompt === "string" ? encode(prompt) : prompt;
-  const engine = new InferenceEngine(weights);
+  // As the server and bun run generate run: on the packed matmul weights.
+  const engine = new InferenceEngine(weights, { packed: new PackedMatmuls(weights) });
   const result = generate(engine, ids, { maxNewTokens: maxTokens, sampling, seed, stopToken: EOT_TOKEN });
   const textTokens = result.tokens.filter((t) => t !== EOT_TOKEN);
   return { tokens: result.tokens, text: decode(textTokens), finish: result.stopReason === "eot" ? "stop" : "length" };
@@ -139,7 +141,7 @@ describe("OpenAI client against bun run serve", () => {
     expect(lp.tokens!.length).toBe(all.length);
     expect(lp.token_logprobs![0]).toBeNull();
     // Teacher-forced logits of the whole sequence from the single-sequence engine.
-    const engine = new InferenceEngine(weights);
+    const engine = new InferenceEngine(weights, { packed: new PackedMatmuls(weights) });
     const logits = engine.prefill(Int32Array.from(all), { allLogits: true });
     const { V, Vp } = weights.config;
     for (let i = 1; i < all.length; i++) {

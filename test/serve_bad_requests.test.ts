@@ -114,6 +114,7 @@ const CASES: Array<[string, () => Promise<void>]> = [
   ["temperature negative", async () => expectError(await completion({ prompt: "a", temperature: -0.5 }), { status: 400, param: "temperature" })],
   ["temperature above 2", async () => expectError(await completion({ prompt: "a", temperature: 3 }), { status: 400, param: "temperature" })],
   ["temperature is a boolean", async () => expectError(await completion({ prompt: "a", temperature: true }), { status: 400, param: "temperature", code: "invalid_type" })],
+  ["temperature subnormal (no finite inverse)", async () => expectError(await completion({ prompt: "a", temperature: 5e-324 }), { status: 400, param: "temperature" })],
   ["top_p 0", async () => expectError(await completion({ prompt: "a", top_p: 0 }), { status: 400, param: "top_p" })],
   ["top_p 1.5", async () => expectError(await completion({ prompt: "a", top_p: 1.5 }), { status: 400, param: "top_p" })],
   ["top_k negative", async () => expectError(await completion({ prompt: "a", top_k: -1 }), { status: 400, param: "top_k" })],

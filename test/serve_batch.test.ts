@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { setThreads } from "../src/ffi.ts";
 import { BatchEngine } from "../src/infer/batch.ts";
+import { PackedMatmuls } from "../src/infer/packed_matmuls.ts";
 import { InferenceEngine, InferenceError } from "../src/infer/engine.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { randomWeights } from "../src/model/init.ts";
@@ -50,8 +51,9 @@ describe("BatchEngine", () => {
       setThreads(threads);
       const target = sequences[0];
       const steps = 24;
-      // The single-sequence engine: prefill, then one decode per forced token.
-      const single = new InferenceEngine(weights);
+      // The single-sequence engine on the same packed weights (as bun run generate runs): prefill,
+      // then one decode per forced token.
+      const single = new InferenceEngine(weights, { packed: new PackedMatmuls(weights) });
       const want: Float32Array[] = [single.prefill(target.tokens.subarray(0, target.prompt)).slice()];
       for (let t = target.prompt; t < target.prompt + steps; t++) want.push(single.decode(target.tokens[t]).slice());
 

@@ -11,6 +11,7 @@ import { parseChatRequest, parseCompletionRequest } from "../src/serve/request.t
 import { StopMatcher } from "../src/serve/stop_strings.ts";
 import { ApiError } from "../src/serve/api_error.ts";
 import { BatchEngine } from "../src/infer/batch.ts";
+import { PackedMatmuls } from "../src/infer/packed_matmuls.ts";
 import { InferenceEngine } from "../src/infer/engine.ts";
 import { generate } from "../src/infer/generate.ts";
 import { Sampler } from "../src/infer/sampling.ts";
@@ -155,7 +156,8 @@ describe("Scheduler", () => {
   }
 
   test("concurrent jobs get generate()'s tokens; the queue limit, cancel from a callback and shutdown behave", async () => {
-    const scheduler = new Scheduler(new BatchEngine(weights, 2), 1);
+    const batch = new BatchEngine(weights, 2);
+    const scheduler = new Scheduler(batch, 1);
     const events: string[] = [];
     const a = job([1, 2, 3], 20, events), b = job([4], 7, events), c = job([5, 6], 12, events);
     scheduler.submit(a);
@@ -164,7 +166,7 @@ describe("Scheduler", () => {
     expect(() => scheduler.submit(job([7], 3, events))).toThrow(QueueFullError);
     await Promise.all([a.done, b.done, c.done]);
     for (const j of [a, b, c]) {
-      const want = generate(new InferenceEngine(weights), j.prompt, { maxNewTokens: j.maxTokens, sampling: greedy, seed: 1, stopToken: null });
+      const want = generate(new InferenceEngine(weights, { packed: batch.packed }), j.prompt, { maxNewTokens: j.maxTokens, sampling: greedy, seed: 1, stopToken: null });
       expect(j.tokens).toEqual(want.tokens);
     }
     expect(events).toEqual(["max_tokens", "max_tokens", "max_tokens"]);

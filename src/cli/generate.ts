@@ -7,6 +7,7 @@ import { EXIT, InputError } from "../base/errors.ts";
 import { encode } from "../data/tokenizer.ts";
 import { maxThreads, setThreads, threadCount } from "../ffi.ts";
 import { InferenceEngine, InferenceError } from "../infer/engine.ts";
+import { PackedMatmuls } from "../infer/packed_matmuls.ts";
 import { generate } from "../infer/generate.ts";
 import { SamplingError, type SamplingOptions } from "../infer/sampling.ts";
 import { TokenTextStream } from "../infer/text_stream.ts";
@@ -106,7 +107,7 @@ export function main(argv: string[]): number {
   applyMatmulPrecisionFlag(args.precision);
   const weights = loadWeights(args.ckpt);
   const { config } = weights;
-  const engine = new InferenceEngine(weights);
+  const engine = new InferenceEngine(weights, { packed: new PackedMatmuls(weights) });
   const stream = new TokenTextStream();
   const stopToken = config.V > EOT_TOKEN ? EOT_TOKEN : null;
   let text = "";

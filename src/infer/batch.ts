@@ -8,32 +8,48 @@
 //   decode(slots, tokens)   one row per listed slot; returns their logits (rows, Vp)
 // Sequences join (reset + prefill) and leave (simply not listed) between decode passes.
 //
+// The matmuls run on the weights packed once more for few-row calls (src/infer/packed_matmuls.ts):
+// each weight is then one sequential stream with little compute on it, so a pass of 8 rows costs
+// about what a pass of one does.
+//
 // A row's arithmetic does not depend on the other rows: the embedding and attention are computed
 // per row by the same kernel calls the single-sequence engine makes, layernorm, GELU and residual
-// adds are per element or per row, and the matmuls keep one reduction order per output element —
-// as long as the kernel library takes the same path for every row count up to `slots` (see
-// kernels/matmul.zig, small_rows_max). test/serve_batch.test.ts checks it, logits bit for bit.
+// adds are per element or per row, and the packed matmul is one FMA chain per output element for
+// every row count up to `slots` (kernels/panel_matmul.zig; beyond small_rows_max rows the library
+// takes the GEMM, hence the cap). test/serve_batch.test.ts checks it, logits bit for bit, against
+// the single-sequence engine on the same packed weights.
 import { kernelLimits } from "../ffi.ts";
 import { ActivationMemory, type LayerActivations } from "../model/activations.ts";
-import { KERNELS, type Kernels, lmHead, type RowContext, transformer } from "../model/gpt2.ts";
+import { type Kernels, lmHead, type RowContext, transformer } from "../model/gpt2.ts";
 import type { GPT2Config } from "../model/config.ts";
 import type { GPT2Weights } from "../model/weights.ts";
-import { InferenceEngine, InferenceError, type InferenceOptions } from "./engine.ts";
+import { InferenceEngine, InferenceError, type InferenceOptions, KVCache } from "./engine.ts";
+import { PackedMatmuls } from "./packed_matmuls.ts";
 
 /**
  * The most rows a decode pass may have for the rows' arithmetic to stay independent of the row
- * count: up to this many rows the kernel library's forward matmul streams the weights with one
- * fixed reduction order per output element; more rows take the packed GEMM, whose blocking
- * differs (kernels/matmul.zig, small_rows_max, read through the library's limits). The server
- * caps --slots here.
+ * count: up to this many rows the kernel library's forward matmul runs on the packed weights with
+ * one fixed reduction order per output element; more rows take the GEMM, whose blocking differs
+ * (kernels/matmul.zig, small_rows_max, read through the library's limits). The server caps
+ * --slots here.
  */
 export function maxRowIndependentRows(): number {
   return kernelLimits().matmulSmallRowsMax;
 }
 
-/** Row i is the next token of `engines[i]`'s sequence: it sits at that engine's position and attends over its cache. */
+/**
+ * Row i is the next token of `engines[i]`'s sequence: it sits at that engine's position and
+ * attends over its cache. The caches are slices of `kAll` / `vAll` (slot s's layer l is cache
+ * s·L + l), so one kernel call attends every row of a layer.
+ */
 export class SlotRows implements RowContext {
-  constructor(private readonly w: GPT2Weights, private readonly engines: readonly InferenceEngine[]) {}
+  private readonly cacheIndex: Int32Array;
+  private readonly position: Int32Array;
+
+  constructor(private readonly w: GPT2Weights, private readonly engines: readonly InferenceEngine[], private readonly slotIds: ArrayLike<number>, private readonly kAll: Float32Array, private readonly vAll: Float32Array) {
+    this.cacheIndex = new Int32Array(engines.length);
+    this.position = Int32Array.from(engines, (e) => e.position);
+  }
 
   embed(k: Kernels, out: Float32Array, tokens: Int32Array): void {
     const { C, Vp, maxT } = this.w.config;
@@ -44,11 +60,10 @@ export class SlotRows implements RowContext {
   }
 
   attend(k: Kernels, layer: number, x: LayerActivations): void {
-    const { C, NH, maxT } = this.w.config;
-    for (let i = 0; i < this.engines.length; i++) {
-      const { cache, position } = this.engines[i];
-      k.decodeAttention(x.atty.subarray(i * C, (i + 1) * C), x.qkv.subarray(i * 3 * C, (i + 1) * 3 * C), cache.keys(layer), cache.values(layer), position, 1, C, NH, maxT);
-    }
+    const { C, NH, L, maxT } = this.w.config;
+    const n = this.engines.length;
+    for (let i = 0; i < n; i++) this.cacheIndex[i] = this.slotIds[i] * L + layer;
+    k.decodeAttentionRows(x.atty.subarray(0, n * C), x.qkv.subarray(0, n * 3 * C), this.kAll, this.vAll, this.cacheIndex, this.position, n, C, NH, maxT);
   }
 }
 
@@ -57,18 +72,31 @@ export class BatchEngine {
   readonly weights: GPT2Weights;
   /** One engine per slot: its KV cache, its position; all run in one shared activation memory. */
   readonly slots: readonly InferenceEngine[];
+  /** The matmul weights packed for few-row calls, shared by the slots and the decode pass. */
+  readonly packed: PackedMatmuls;
   private readonly memory: ActivationMemory;
+  /** Every slot's KV cache in one allocation each for keys and values: slot s at [s·F, (s+1)·F), F = KVCache.floats. */
+  private readonly kAll: Float32Array;
+  private readonly vAll: Float32Array;
   private readonly tokens: Int32Array;
   private readonly logits: Float32Array;
   private readonly seen: Uint8Array;
 
-  constructor(weights: GPT2Weights, slotCount: number, options: Omit<InferenceOptions, "memory"> = {}) {
+  /** Packs the weights' matmuls unless `options.packed` brings them packed already. */
+  constructor(weights: GPT2Weights, slotCount: number, options: Omit<InferenceOptions, "memory" | "cache"> = {}) {
     if (!Number.isInteger(slotCount) || slotCount < 1) throw new InferenceError(`the number of slots must be a positive integer, got ${slotCount}`);
     this.weights = weights;
     this.config = weights.config;
     // The passes run one after another on one thread, so the slots can share activation buffers.
     this.memory = new ActivationMemory(this.config, "inference");
-    this.slots = Array.from({ length: slotCount }, () => new InferenceEngine(weights, { ...options, memory: this.memory }));
+    this.packed = options.packed ?? new PackedMatmuls(weights);
+    const floats = KVCache.floats(this.config);
+    this.kAll = KVCache.reserve(slotCount * floats);
+    this.vAll = KVCache.reserve(slotCount * floats);
+    this.slots = Array.from({ length: slotCount }, (_, s) => {
+      const cache = new KVCache(this.config, this.kAll.subarray(s * floats, (s + 1) * floats), this.vAll.subarray(s * floats, (s + 1) * floats));
+      return new InferenceEngine(weights, { ...options, memory: this.memory, packed: this.packed, cache });
+    });
     this.tokens = new Int32Array(slotCount);
     this.logits = new Float32Array(slotCount * this.config.Vp);
     this.seen = new Uint8Array(slotCount);
@@ -78,10 +106,10 @@ export class BatchEngine {
     return this.slots.length;
   }
 
-  /** Bytes held: every slot's KV cache and the shared activation buffers. */
+  /** Bytes held: every slot's KV cache, the shared activation buffers and the packed weights. */
   bytes(): number {
     const cacheBytes = this.slots.reduce((sum, e) => sum + (e.cache.k.byteLength + e.cache.v.byteLength), 0);
-    return cacheBytes + this.memory.bytes() + this.logits.byteLength;
+    return cacheBytes + this.memory.bytes() + this.logits.byteLength + this.packed.bytes();
   }
 
   /**
@@ -94,10 +122,10 @@ export class BatchEngine {
     const { C, Vp } = this.config;
     for (let i = 0; i < n; i++) this.tokens[i] = tokens[i];
     const a = this.memory.activations(1, n);
-    const residual = transformer(KERNELS, this.weights, a, this.tokens.subarray(0, n), n, new SlotRows(this.weights, engines)); // (n,C)
+    const residual = transformer(this.packed.kernels, this.weights, a, this.tokens.subarray(0, n), n, new SlotRows(this.weights, engines, slotIds, this.kAll, this.vAll)); // (n,C)
     for (const engine of engines) engine.position += 1;
     const logits = this.logits.subarray(0, n * Vp);
-    lmHead(KERNELS, this.weights, logits, residual.subarray(0, n * C), a.lnf, a.lnfMean, a.lnfRstd, n); // (n,Vp)
+    lmHead(this.packed.kernels, this.weights, logits, residual.subarray(0, n * C), a.lnf, a.lnfMean, a.lnfRstd, n); // (n,Vp)
     return logits;
   }
 

@@ -7,7 +7,7 @@
 import { encode } from "../data/tokenizer.ts";
 import type { GPT2Config } from "../model/config.ts";
 import { EOT_TOKEN } from "../model/config.ts";
-import type { SamplingOptions } from "../infer/sampling.ts";
+import { MIN_TEMPERATURE, type SamplingOptions } from "../infer/sampling.ts";
 import { invalidField } from "./api_error.ts";
 import { CHAT_STOP_STRINGS, type ChatMessage, renderChat } from "./chat_template.ts";
 
@@ -252,8 +252,10 @@ function checkContext(prompt: Int32Array, maxTokens: number, maxTokensField: str
 }
 
 function samplingFields(body: Body): SamplingOptions {
+  const temperature = numberField(body, "temperature", { min: 0, max: LIMITS.maxTemperature }, 1);
+  if (temperature > 0 && temperature < MIN_TEMPERATURE) throw invalidField("temperature", `'temperature' must be 0 (greedy) or at least ${MIN_TEMPERATURE}, got ${temperature}`);
   return {
-    temperature: numberField(body, "temperature", { min: 0, max: LIMITS.maxTemperature }, 1),
+    temperature,
     topK: numberField(body, "top_k", { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }, 0),
     topP: numberField(body, "top_p", { min: 0, max: 1, minExclusive: true }, 1),
   };

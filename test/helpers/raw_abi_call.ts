@@ -4,13 +4,14 @@
 import { dlopen, FFIType } from "bun:ffi";
 
 /** One argument: a typed array (Float32Array of `f32` elements, Int32Array of `i32` values), null, or a scalar. */
-export type RawArgument = { f32: number } | { i32: number[] } | { f64: number } | null | { int: number } | { long: number } | { float: number };
+export type RawArgument = { f32: number } | { i32: number[] } | { f64: number } | null | { int: number } | { long: number } | { float: number } | { double: number };
 export interface RawCall { library: string; symbol: string; args: RawArgument[]; returns: "void" | "i32" | "f64" }
 
 function argumentType(arg: RawArgument): FFIType {
   if (arg === null || "f32" in arg || "i32" in arg || "f64" in arg) return FFIType.ptr;
   if ("int" in arg) return FFIType.i32;
   if ("long" in arg) return FFIType.i64;
+  if ("double" in arg) return FFIType.f64;
   return FFIType.f32;
 }
 
@@ -21,6 +22,7 @@ function argumentValue(arg: RawArgument): unknown {
   if ("f64" in arg) return new Float64Array(arg.f64);
   if ("int" in arg) return arg.int;
   if ("long" in arg) return arg.long;
+  if ("double" in arg) return arg.double;
   return arg.float;
 }
 
