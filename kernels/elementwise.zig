@@ -47,9 +47,37 @@ const ZeroContext = struct {
     out: []f32,
     fn task(self: *const ZeroContext, task_index: usize) void {
         const r = chunkRange(self.out.len, task_index);
-        @memset(self.out[r.start..r.end], 0);
+        zeroStreaming(self.out[r.start..r.end]);
     }
 };
+
+/// @memset with non-temporal stores for the aligned middle: a buffer this large is not read again
+/// before it leaves the cache, and ordinary stores first read every line they write. (glibc's
+/// memset switches to such stores only above a fraction of the L3 size, which this VM reports as
+/// 480 MiB.) Measured on the Intel Xeon VM, 498 MB (d12's gradients): 59.7 → 22.4 ms on one
+/// thread, 32.7 → 11.5 ms on two.
+fn zeroStreaming(out: []f32) void {
+    const vector_floats = lanes;
+    const address = @intFromPtr(out.ptr);
+    const misaligned = (std.mem.alignForward(usize, address, vec.vector_bytes) - address) / @sizeOf(f32);
+    if (!is_x86_64 or out.len < misaligned + 4 * vector_floats) return @memset(out, 0);
+    @memset(out[0..misaligned], 0);
+    const body = (out.len - misaligned) / vector_floats * vector_floats;
+    const zero_vector: V = @splat(0);
+    var p: [*]f32 = out.ptr + misaligned;
+    const end = p + body;
+    while (@intFromPtr(p) < @intFromPtr(end)) : (p += vector_floats) {
+        asm volatile ("vmovntps %[v], (%[p])"
+            :
+            : [v] "v" (zero_vector),
+              [p] "r" (p),
+            : .{ .memory = true });
+    }
+    asm volatile ("sfence" ::: .{ .memory = true });
+    @memset(out[misaligned + body ..], 0);
+}
+
+const is_x86_64 = @import("builtin").cpu.arch == .x86_64;
 
 /// Zeroes out on every pool thread: the gradient buffer (0.5 GB at d12) is cleared between
 /// optimizer steps, and one core alone reaches only part of the machine's write bandwidth.
