@@ -28,6 +28,7 @@ const adamw = @import("adamw.zig");
 const peak = @import("peak.zig");
 const decode = @import("decode.zig");
 const sampling = @import("sampling.zig");
+const segments_sum = @import("segments.zig");
 
 const Call = check.Call;
 
@@ -352,6 +353,33 @@ export fn llmts_sampling_weights(out: ?[*]f64, logits: ?[*]const f32, n: i32, sc
     sampling.weights(weights, call.constFloats("logits", logits, len), scale);
 }
 
+// ---- data parallelism on one machine ----
+
+/// segment[self][offset .. offset+n) = Σ_r segment[r][offset .. offset+n) over the `count`
+/// segments whose addresses are given (shared memory of the ranks; src/dist/node_reducer.ts). The
+/// addresses come from MPI and cannot be checked here beyond being non-null and distinct; the
+/// caller (src/ffi.ts) checks offset + n against the segments' length.
+/// release = 1 then unmaps the other segments' pages of the range from this process (they must be
+/// shared mappings: see segments.zig).
+export fn llmts_sum_segments(addresses: ?[*]const u64, count: i32, self_index: i32, offset: i64, n: i64, release: i32) callconv(.c) void {
+    const call = Call.of(@src());
+    const segment_count = call.dim("count", count);
+    call.require(segment_count <= segments_sum.max_segments, "count = {d} exceeds {d}", .{ segment_count, segments_sum.max_segments });
+    call.require(self_index >= 0 and self_index < count, "self_index = {d}, outside [0, count = {d})", .{ self_index, count });
+    call.require(offset >= 0, "offset = {d}, must be at least 0", .{offset});
+    const len = call.count("n", n);
+    _ = call.count("offset + n", offset + n);
+    const raw = (addresses orelse call.fail("addresses is null", .{}))[0..segment_count];
+    var pointers: [segments_sum.max_segments][*]f32 = undefined;
+    for (raw, 0..) |address, r| {
+        call.require(address != 0 and address % @alignOf(f32) == 0, "addresses[{d}] = {d} is null or misaligned", .{ r, address });
+        for (raw[0..r], 0..) |earlier, q| call.require(earlier != address, "addresses[{d}] and [{d}] are the same", .{ q, r });
+        pointers[r] = @ptrFromInt(address);
+    }
+    call.require(release == 0 or release == 1, "release = {d}, must be 0 or 1", .{release});
+    segments_sum.sum(pointers[0..segment_count], @intCast(self_index), @intCast(offset), len, release == 1);
+}
+
 export fn llmts_copy(dst: ?[*]f32, src: ?[*]const f32, n: i64) callconv(.c) void {
     const call = Call.of(@src());
     const len = call.count("n", n);
@@ -376,4 +404,5 @@ test {
     _ = adamw;
     _ = decode;
     _ = sampling;
+    _ = segments_sum;
 }

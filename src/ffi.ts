@@ -70,6 +70,7 @@ const symbols = {
   llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_decode_attention_rows: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_sampling_weights: { args: [ptr, ptr, i32, f64], returns: VOID },
+  llmts_sum_segments: { args: [ptr, i32, i32, i64, i64, i32], returns: VOID },
   llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
 } as const;
 
@@ -638,6 +639,26 @@ export function samplingWeights(out: Float64Array, logits: Float32Array, n: numb
   const scale = 1 / temperature;
   if (!(temperature > 0) || !Number.isFinite(scale)) throw new KernelArgumentError(`${fn}: temperature must be > 0 with a finite inverse, got ${temperature}`);
   lib().llmts_sampling_weights(out, logits, n, scale);
+}
+
+/**
+ * segment[self][offset, offset+n) = Σ_r segment[r][offset, offset+n) in rank order, over segments
+ * of `segmentFloats` floats at `addresses` (the ranks' gradients in one shared-memory window,
+ * src/dist/node_reducer.ts); `release` then unmaps the other segments' pages of the range from
+ * this process — only for shared mappings (on private memory it would discard their data).
+ */
+export function sumSegments(addresses: BigUint64Array, self: number, offset: number, n: number, segmentFloats: number, release: boolean): void {
+  const fn = "sumSegments";
+  if (!(addresses instanceof BigUint64Array) || addresses.length < 1) throw new KernelArgumentError(`${fn}: addresses must be a non-empty BigUint64Array`);
+  if (!Number.isInteger(self) || self < 0 || self >= addresses.length) throw new KernelArgumentError(`${fn}: self must be a segment index from 0 to ${addresses.length - 1}, got ${self}`);
+  checkDim(fn, "n", n); checkDim(fn, "segmentFloats", segmentFloats);
+  if (!Number.isInteger(offset) || offset < 0 || offset + n > segmentFloats) throw new KernelArgumentError(`${fn}: the range ${offset}..${offset + n} is outside segments of ${segmentFloats} floats`);
+  const seen = new Set<bigint>();
+  for (const address of addresses) {
+    if (address === 0n || address % 4n !== 0n || seen.has(address)) throw new KernelArgumentError(`${fn}: segment addresses must be distinct, non-null and 4-byte aligned`);
+    seen.add(address);
+  }
+  lib().llmts_sum_segments(addresses, addresses.length, self, offset, n, release ? 1 : 0);
 }
 
 /** dst = src with all threads (the bandwidth yardstick of bench/generate.ts). */

@@ -6,9 +6,10 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ptr } from "bun:ffi";
 import * as ffi from "../src/ffi.ts";
 
-type TypedArray = Float32Array | Int32Array | Float64Array;
+type TypedArray = Float32Array | Int32Array | Float64Array | BigUint64Array;
 const f32 = (n: number) => new Float32Array(n).fill(0.5);
 const i32 = (n: number) => new Int32Array(n); // token ids 0: valid for every vocabulary
 
@@ -22,6 +23,10 @@ interface Spec {
   /** extra argument lists that must be refused */
   bad?: () => unknown[][];
 }
+
+/** Two live segments for sumSegments (module-level, so that they outlive every call). */
+const SEGMENTS = [new Float32Array(10), new Float32Array(10)];
+const segmentAddresses = () => BigUint64Array.from(SEGMENTS, (s) => BigInt(ptr(s)));
 
 const SPECS: Record<string, Spec> = {
   matmulForward: { args: () => [f32(2 * 5), f32(2 * 3), f32(5 * 3), f32(5), 2, 3, 5], dims: [4, 5, 6] },
@@ -85,6 +90,18 @@ const SPECS: Record<string, Spec> = {
     // out exactly n weights; logits at least n (the sampler passes its padded row).
     args: () => [new Float64Array(5), f32(8), 5, 0.8], dims: [2], anyLength: [1],
     bad: () => [[new Float64Array(5), f32(4), 5, 0.8], [new Float64Array(5), f32(5), 5, 0], [new Float64Array(5), f32(5), 5, -1], [new Float64Array(5), f32(5), 5, 1e-320]],
+  },
+  sumSegments: {
+    // Private memory: release stays false (on private pages MADV_DONTNEED would drop the data).
+    args: () => [segmentAddresses(), 1, 2, 5, 10, false], dims: [3, 4], anyLength: [0],
+    bad: () => [
+      [segmentAddresses(), 2, 2, 5, 10, false], // self past the segments
+      [segmentAddresses(), 0, 6, 5, 10, false], // the range past the segment
+      [segmentAddresses(), 0, -1, 5, 10, false],
+      [BigUint64Array.of(BigInt(ptr(SEGMENTS[0])), BigInt(ptr(SEGMENTS[0]))), 0, 0, 5, 10, false], // the same segment twice
+      [BigUint64Array.of(BigInt(ptr(SEGMENTS[0])), 0n), 0, 0, 5, 10, false], // null
+      [new BigUint64Array(0), 0, 0, 5, 10, false],
+    ],
   },
   parallelCopy: { args: () => [f32(5), f32(5)], dims: [], bad: () => [[f32(0), f32(0)]] },
   zeroFill: { args: () => [f32(5)], dims: [], anyLength: [0], bad: () => [[f32(0)]] },

@@ -65,11 +65,11 @@ describe.skipIf(MPIRUN === null)("Open MPI collectives (test/mpi/collectives.ts)
 describe.skipIf(MPIRUN === null)("ZeRO-0 and ZeRO-1 AdamW (test/mpi/zero.ts)", () => {
   const stateOf = (name: string) => join(dir, `${name}.bin`);
   test("2 ranks: equal one process's AdamW on the averaged gradient, bit for bit; save the state", () => {
-    expectAllPassed(mpirun(2, "zero.ts", { MAX_ELEMENTS_PER_CALL: "1000", STATE_OUT: stateOf("two") }), 77);
+    expectAllPassed(mpirun(2, "zero.ts", { MAX_ELEMENTS_PER_CALL: "1000", STATE_OUT: stateOf("two") }), 127);
     expect(existsSync(stateOf("two"))).toBe(true);
   }, TEST_TIMEOUT_MS);
   test("3 ranks (N divides neither P=10007 nor, for P=4, gives every rank a shard)", () => {
-    expectAllPassed(mpirun(3, "zero.ts", { MAX_ELEMENTS_PER_CALL: "1000" }), 47);
+    expectAllPassed(mpirun(3, "zero.ts", { MAX_ELEMENTS_PER_CALL: "1000" }), 97);
   }, TEST_TIMEOUT_MS);
   test("a state saved by 2 ranks resumes on 3, then on 1 and 2: hand out, gather back, continue bit for bit", () => {
     expectAllPassed(mpirun(3, "zero.ts", { MODE: "resume", STATE_IN: stateOf("two"), STATE_OUT: stateOf("three"), MAX_ELEMENTS_PER_CALL: "1000" }), 20);

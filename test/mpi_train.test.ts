@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { UsageError } from "../src/base/errors.ts";
 import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
 import { availableParallelism } from "node:os";
-import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode } from "../src/train/data_parallel.ts";
+import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode, reduceTransportFromEnvironment } from "../src/train/data_parallel.ts";
 import { DATA_PARALLEL_FLAGS, helpText, parseTrainArgs } from "../src/train/options.ts";
 import { type RunSpec, resolveRunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { DEFAULT_DATA } from "../src/train/trainer.ts";
@@ -134,7 +134,7 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect(DATA_PARALLEL_FLAGS[0].kind).toBe("invocation");
   });
 
-  test("threads per rank: LLMTS_THREADS, else the node's cores shared among its ranks; LLMTS_WTE_EXCHANGE", () => {
+  test("threads per rank: LLMTS_THREADS, else the node's cores shared among its ranks; LLMTS_WTE_EXCHANGE, LLMTS_DP_REDUCE", () => {
     const cores = Math.min(64, availableParallelism());
     expect(ranksOnThisNode({})).toBe(1);
     expect(ranksOnThisNode({ OMPI_COMM_WORLD_LOCAL_SIZE: "3" })).toBe(3);
@@ -146,6 +146,9 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect([embeddingExchangeFromEnvironment({}), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "auto" })]).toEqual([undefined, undefined]);
     expect([embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "1" }), embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "0" })]).toEqual([true, false]);
     expect(() => embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "yes" })).toThrow(/LLMTS_WTE_EXCHANGE must be 0, 1 or auto, got "yes"/);
+    expect(["", "auto", "shared", "mpi"].map((v) => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: v }))).toEqual(["auto", "auto", "shared", "mpi"]);
+    expect(reduceTransportFromEnvironment({})).toBe("auto");
+    expect(() => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: "nccl" })).toThrow(/LLMTS_DP_REDUCE must be auto, shared or mpi, got "nccl"/);
   });
 
   const defaults = specDefaults(DEFAULT_DATA);
@@ -189,6 +192,7 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
     const job = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", String(STEPS), "--ckpt-dir", two]);
     expectDone(job);
     expect(job.output).toContain("data parallel: 2 ranks, ZeRO-1");
+    expect(job.output).toContain("gradients summed in shared memory after the backward pass");
     expect(job.output.match(/^model: /gm)?.length).toBe(1); // rank 0 alone prints
     const log = readLog(two);
     expect(stepsOf(log).map((e) => e.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1)); // one writer
@@ -213,17 +217,27 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
     expectClose(readLog(three), readLog(ref), 1e-6);
   }, TEST_TIMEOUT_MS);
 
-  test("ZeRO-1 matches ZeRO-0; the embedding-row exchange matches reducing wte after the encoder", () => {
-    // 5 steps each, against the first 5 of the 2-rank ZeRO-1 run with the exchange.
+  test("ZeRO-1 in shared memory matches ZeRO-0 and ZeRO-1 through MPI, with and without the embedding-row exchange", () => {
+    // 5 steps each, against the first 5 of the 2-rank ZeRO-1 run (on one machine: summed in shared memory).
     const want = readLog(two).filter((e) => e.step <= 5);
     const zero0 = join(dir, "zero0");
-    expectDone(mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--zero", "0", "--ckpt-dir", zero0]));
+    const job0 = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--zero", "0", "--ckpt-dir", zero0]);
+    expectDone(job0);
+    expect(job0.output).toContain("gradients reduced through MPI during the backward pass");
     expectClose(readLog(zero0), want, 1e-6);
-    const noExchange = join(dir, "no_exchange");
-    const job = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--ckpt-dir", noExchange], ["LLMTS_WTE_EXCHANGE=0"]);
-    expectDone(job);
-    expect(job.output).toContain("embedding rows reduced with wte after the encoder");
-    expectClose(readLog(noExchange), want, 1e-6);
+    for (const [name, env, says] of [
+      ["mpi_exchange", ["LLMTS_DP_REDUCE=mpi"], "embedding rows exchanged, wte reduced during the backward pass"],
+      ["mpi_no_exchange", ["LLMTS_DP_REDUCE=mpi", "LLMTS_WTE_EXCHANGE=0"], "embedding rows reduced with wte after the encoder"],
+    ] as Array<[string, string[], string]>) {
+      const folder = join(dir, name);
+      const job = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--ckpt-dir", folder], env);
+      expectDone(job);
+      expect(job.output).toContain(says);
+      expectClose(readLog(folder), want, 1e-6);
+    }
+    const bad = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "3", "--zero", "0", "--ckpt-dir", join(dir, "bad_reduce")], ["LLMTS_DP_REDUCE=shared"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.output).toContain("LLMTS_DP_REDUCE=shared needs --zero 1");
   }, TEST_TIMEOUT_MS);
 
   test("resumed on one process, on mpirun -np 1 and on 4 ranks, a 2-rank run continues to fp32 precision; 3 ranks cannot share its micro-batch", () => {

@@ -13,7 +13,7 @@
 // (reducing 124M floats to their owners: 128 vs 222 ms in one pair of runs; the machine was
 // shared and the figures noisy, see docs/distributed.md).
 import { writeSync } from "node:fs";
-import { detectMpiLaunch, Mpi, MpiArgumentError, type MpiBuffer, type MpiLaunch, type MpiRequest, type ReduceOp, sleepMicroseconds, yieldProcessor } from "./mpi.ts";
+import { detectMpiLaunch, Mpi, MpiArgumentError, type MpiBuffer, type MpiLaunch, type MpiRequest, type ReduceOp, type SharedSegments, sleepMicroseconds, yieldProcessor } from "./mpi.ts";
 import type { ShardLayout } from "./shards.ts";
 
 export const DEFAULT_TIMEOUT_S = 600;
@@ -67,6 +67,7 @@ export class Distributed {
   readonly isRoot: boolean;
   readonly timeoutMs: number;
   readonly maxElementsPerCall: number;
+  private sharedMemory: boolean | undefined = undefined;
 
   constructor(readonly mpi: Mpi, readonly launch: MpiLaunch, options: DistributedOptions = {}) {
     this.rank = mpi.rank;
@@ -258,6 +259,18 @@ export class Distributed {
       requests.push(this.mpi.iallgatherv(null, buffer, counts, displs));
     }
     return requests;
+  }
+
+  /** Collective (the first time): whether every rank of this group is on this machine (one shared-memory group). */
+  sharesMemory(): boolean {
+    this.sharedMemory ??= this.size > 1 && this.mpi.sharedMemorySize() === this.size;
+    return this.sharedMemory;
+  }
+
+  /** Collective: one shared-memory segment of `floats` floats per rank (sharesMemory() must hold). */
+  allocateSharedSegments(floats: number): SharedSegments {
+    if (!this.sharesMemory()) throw new MpiArgumentError("allocateSharedSegments: the ranks are not all on one machine");
+    return this.mpi.allocateSharedSegments(floats);
   }
 
   /** Sends `buffer` to rank `dest` in pieces; the receiver posts `startReceive` of the same length. */

@@ -59,7 +59,25 @@ export function addCommTimes(into: CommTimes, add: CommTimes): void {
   into.operations += add.operations;
 }
 
-export class GradientReducer {
+/**
+ * What the optimizers need of a gradient reduction: ranges readied during the backward pass,
+ * progress between kernels, and the end of the step. GradientReducer (messages through MPI) and
+ * NodeSharedReducer (ranks on one machine adding each other's gradients in shared memory).
+ */
+export interface GradientReduction {
+  /** the gradient buffer it reduces */
+  readonly grads: Float32Array;
+  /** steps ended by waitAll */
+  readonly completedSteps: number;
+  /** communication summed over all steps */
+  readonly total: CommTimes;
+  ready(start: number, end: number): void;
+  progress(): void;
+  /** Ends the step: afterwards the buffer holds sums over ranks (ZeRO-1: in this rank's shard). */
+  waitAll(): CommTimes;
+}
+
+export class GradientReducer implements GradientReduction {
   /** this step's figures so far, the last completed step's, and the sum over all steps */
   current = emptyCommTimes();
   lastStep = emptyCommTimes();

@@ -16,14 +16,16 @@
 //   instead of aborting: every wrapper checks it and throws an MpiError naming the call and the rank.
 // Arguments are checked before any call, like src/ffi.ts: typed-array type and length against the
 // counts, ranks and roots in range.
-import { dlopen, FFIType, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, type Pointer, toArrayBuffer } from "bun:ffi";
 
 export const MPI_INSTALL_HINT = "install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev), or set LLMTS_LIBMPI to the path of libmpi.so.40";
 const INT_MAX = 2 ** 31 - 1;
 const MPI_THREAD_FUNNELED = 1;
 const MPI_MAX_ERROR_STRING = 256;
 const IN_PLACE = 1 as Pointer;
-const { ptr, i32, u32, f64, void: VOID } = FFIType;
+const { ptr, i32, i64, u32, f64, void: VOID } = FFIType;
+/** Open MPI 4.1's mpi.h: the first member of its split-type enum. */
+const MPI_COMM_TYPE_SHARED = 0;
 
 export class MpiError extends Error {
   override name = "MpiError";
@@ -90,6 +92,12 @@ const mpiSymbols = {
   MPI_Comm_dup: { args: [ptr, ptr], returns: i32 },
   MPI_Comm_free: { args: [ptr], returns: i32 },
   MPI_Error_string: { args: [i32, ptr, ptr], returns: i32 },
+  // (comm, split_type, key, info, newcomm*)
+  MPI_Comm_split_type: { args: [ptr, i32, i32, ptr, ptr], returns: i32 },
+  // (size as MPI_Aint, disp_unit, info, comm, baseptr*, win*) / (win, rank, size*, disp_unit*, baseptr*) / (win*)
+  MPI_Win_allocate_shared: { args: [i64, i32, ptr, ptr, ptr, ptr], returns: i32 },
+  MPI_Win_shared_query: { args: [ptr, i32, ptr, ptr, ptr], returns: i32 },
+  MPI_Win_free: { args: [ptr], returns: i32 },
   MPI_Wtime: { args: [], returns: f64 },
   MPI_Barrier: { args: [ptr], returns: i32 },
   MPI_Ibarrier: { args: [ptr, ptr], returns: i32 },
@@ -127,6 +135,7 @@ const mpiSymbols = {
   ompi_mpi_op_max: { args: [], returns: VOID },
   ompi_mpi_op_min: { args: [], returns: VOID },
   ompi_mpi_errors_return: { args: [], returns: VOID },
+  ompi_mpi_info_null: { args: [], returns: VOID },
 } as const;
 
 const libcSymbols = {
@@ -189,6 +198,25 @@ export function sleepMicroseconds(microseconds: number): void {
 }
 
 /**
+ * A shared-memory window (MPI_Win_allocate_shared) of one segment of `floats` floats per rank:
+ * `mine` is this rank's segment, `addresses[r]` the address of rank r's in this process. The
+ * memory stays valid until free() (collective) or MPI_Finalize; views of it must not be used after.
+ */
+export class SharedSegments {
+  private freed = false;
+  constructor(readonly floats: number, readonly mine: Float32Array, readonly addresses: BigUint64Array, private readonly release: () => void) {}
+  get live(): boolean {
+    return !this.freed;
+  }
+  /** Collective: MPI_Win_free. */
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.release();
+  }
+}
+
+/**
  * One non-blocking operation in flight. It holds every buffer and array MPI may still read or
  * write, so none of them can be collected before completion.
  */
@@ -220,6 +248,9 @@ export class Mpi {
   private readonly types: { f32: Pointer; f64: Pointer; i32: Pointer; u8: Pointer };
   private readonly ops: Record<ReduceOp, Pointer>;
   private readonly flag = new Int32Array(1);
+  private readonly infoNull: Pointer;
+  /** windows to free before this communicator goes (finalize) */
+  private windows: SharedSegments[] = [];
   private readonly errorText = new Uint8Array(MPI_MAX_ERROR_STRING + 1);
   private readonly errorLength = new Int32Array(1);
   private finalized = false;
@@ -231,6 +262,7 @@ export class Mpi {
     this.types = { f32: symbolAddress(raw, "ompi_mpi_float"), f64: symbolAddress(raw, "ompi_mpi_double"), i32: symbolAddress(raw, "ompi_mpi_int"), u8: symbolAddress(raw, "ompi_mpi_byte") };
     this.ops = { sum: symbolAddress(raw, "ompi_mpi_op_sum"), max: symbolAddress(raw, "ompi_mpi_op_max"), min: symbolAddress(raw, "ompi_mpi_op_min") };
     const errorsReturn = symbolAddress(raw, "ompi_mpi_errors_return");
+    this.infoNull = symbolAddress(raw, "ompi_mpi_info_null");
     const out = new Int32Array(1);
     lib.MPI_Initialized(out);
     if (out[0] !== 0) throw new MpiUnavailableError("MPI is already initialized in this process");
@@ -351,6 +383,8 @@ export class Mpi {
 
   finalize(): void {
     if (this.finalized) return;
+    for (const window of this.windows) window.free();
+    this.windows = [];
     if (this.world !== null) {
       // A duplicate: free the communicator (MPI_Finalize, on the world's object, ends MPI).
       if (!this.world.finalized) this.check("MPI_Comm_free", this.lib.MPI_Comm_free(BigUint64Array.of(BigInt(this.comm))));
@@ -371,10 +405,55 @@ export class Mpi {
     this.check("MPI_Comm_dup", this.lib.MPI_Comm_dup(this.comm, handle));
     const copy = Object.create(Mpi.prototype) as Mpi;
     Object.assign(copy, this, {
-      comm: Number(handle[0]) as Pointer, world: this, finalized: false,
+      comm: Number(handle[0]) as Pointer, world: this, finalized: false, windows: [],
       flag: new Int32Array(1), errorText: new Uint8Array(MPI_MAX_ERROR_STRING + 1), errorLength: new Int32Array(1),
     });
     return copy;
+  }
+
+  /**
+   * Collective: how many ranks of this communicator share memory with this one (the size of its
+   * MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) group: the ranks on this machine).
+   */
+  sharedMemorySize(): number {
+    this.live("MPI_Comm_split_type");
+    const handle = new BigUint64Array(1);
+    this.check("MPI_Comm_split_type", this.lib.MPI_Comm_split_type(this.comm, MPI_COMM_TYPE_SHARED, this.rank, this.infoNull, handle));
+    const out = new Int32Array(1);
+    try {
+      this.check("MPI_Comm_size", this.lib.MPI_Comm_size(Number(handle[0]) as Pointer, out));
+    } finally {
+      this.check("MPI_Comm_free", this.lib.MPI_Comm_free(handle));
+    }
+    return out[0];
+  }
+
+  /**
+   * Collective, on a communicator whose ranks all share memory (sharedMemorySize() === size): a
+   * window with a segment of `floats` floats per rank (MPI_Win_allocate_shared), every rank's
+   * segment addressable here (MPI_Win_shared_query).
+   */
+  allocateSharedSegments(floats: number): SharedSegments {
+    const call = "MPI_Win_allocate_shared";
+    this.live(call);
+    if (!Number.isSafeInteger(floats) || floats < 1 || floats > 2 ** 40) throw new MpiArgumentError(`${call}: floats must be an integer from 1 to 2^40, got ${floats}`);
+    const base = new BigUint64Array(1), win = new BigUint64Array(1);
+    this.check(call, this.lib.MPI_Win_allocate_shared(4 * floats, 4, this.infoNull, this.comm, base, win));
+    const handle = Number(win[0]) as Pointer;
+    const addresses = new BigUint64Array(this.size);
+    const size = new BigInt64Array(1), unit = new Int32Array(1), address = new BigUint64Array(1);
+    for (let r = 0; r < this.size; r++) {
+      this.check("MPI_Win_shared_query", this.lib.MPI_Win_shared_query(handle, r, size, unit, address));
+      if (size[0] !== BigInt(4 * floats) || unit[0] !== 4 || address[0] === 0n) throw new MpiError("MPI_Win_shared_query", this.rank, 0, `rank ${r}'s segment is ${size[0]} bytes in units of ${unit[0]} at ${address[0]}, expected ${4 * floats} bytes of floats`);
+      addresses[r] = address[0];
+    }
+    if (addresses[this.rank] !== base[0]) throw new MpiError("MPI_Win_shared_query", this.rank, 0, "this rank's segment is not where MPI_Win_allocate_shared put it");
+    const mine = new Float32Array(toArrayBuffer(Number(base[0]) as Pointer, 0, 4 * floats));
+    const segments = new SharedSegments(floats, mine, addresses, () => {
+      if (!(this.world ?? this).finalized) this.check("MPI_Win_free", this.lib.MPI_Win_free(BigUint64Array.of(win[0])));
+    });
+    this.windows.push(segments);
+    return segments;
   }
 
   /** MPI_Abort on MPI_COMM_WORLD: mpirun ends every rank of the job. Never returns. */

@@ -19,8 +19,9 @@
 import { gradNormSquared } from "../ffi.ts";
 import { AdamW, type AdamWHyperparameters } from "../optim/adamw.ts";
 import type { Distributed } from "./distributed.ts";
-import { addCommTimes, type CommTimes, emptyCommTimes, GradientReducer, type ReducerOptions } from "./grad_reducer.ts";
-import type { MpiRequest } from "./mpi.ts";
+import { addCommTimes, type CommTimes, emptyCommTimes, type GradientReduction, GradientReducer, type ReducerOptions } from "./grad_reducer.ts";
+import type { MpiRequest, SharedSegments } from "./mpi.ts";
+import { NodeSharedReducer } from "./node_reducer.ts";
 import { ShardLayout } from "./shards.ts";
 
 export type ZeroStage = 0 | 1;
@@ -33,7 +34,7 @@ export interface DataParallelOptimizer {
   readonly hyper: AdamWHyperparameters;
   readonly paramCount: number;
   /** reduces `grads` during the backward pass; call its waitAll() before gradNorm()/update() */
-  readonly reducer: GradientReducer;
+  readonly reducer: GradientReduction;
   /** updates done so far (the next update uses step + 1 for the bias correction) */
   readonly step: number;
   /** bytes of AdamW moments this rank holds */
@@ -56,11 +57,14 @@ export interface DataParallelOptimizer {
 
 /**
  * The optimizer for `zero`: ZeRO-0 or ZeRO-1 over `dist`, for the gradient buffer `grads`
- * (the model's flat gradients: one float per parameter).
+ * (the model's flat gradients: one float per parameter). With `shared` (ZeRO-1, every rank on
+ * this machine, `grads` this rank's segment of it) the gradients are reduced in shared memory
+ * (NodeSharedReducer) instead of through MPI.
  */
-export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}): DataParallelOptimizer {
+export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}, shared: SharedSegments | null = null): DataParallelOptimizer {
+  if (shared !== null && (zero !== 1 || shared.mine !== grads)) throw new Error("createDataParallelOptimizer: shared segments are for ZeRO-1, with grads = this rank's segment");
   if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper, reducer);
-  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer);
+  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer, shared === null ? null : (layout) => new NodeSharedReducer(dist, shared, layout));
   throw new Error(`--zero must be 0 or 1, got ${String(zero)}`);
 }
 
@@ -74,7 +78,7 @@ function checkUpdate(fn: string, params: Float32Array, count: number, lr: number
 }
 
 /** Throws unless the reducer finished a step (waitAll) since the last update. */
-function checkReduced(fn: string, reducer: GradientReducer, updatedAfter: number): void {
+function checkReduced(fn: string, reducer: GradientReduction, updatedAfter: number): void {
   if (reducer.completedSteps <= updatedAfter) throw new Error(`${fn}: the gradients of this step are not reduced yet: call reducer.waitAll() first`);
 }
 
@@ -167,7 +171,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
   readonly hyper: AdamWHyperparameters;
   readonly paramCount: number;
   readonly layout: ShardLayout;
-  readonly reducer: GradientReducer;
+  readonly reducer: GradientReduction;
   lastUpdateComm = emptyCommTimes();
   readonly totalUpdateComm = emptyCommTimes();
   /** this rank's shard [shardStart, shardEnd) of the flat vector */
@@ -179,7 +183,8 @@ export class ShardedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}) {
+  /** `reduction` makes the gradient reduction for the layout (default: GradientReducer through MPI). */
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}, reduction: ((layout: ShardLayout) => GradientReduction) | null = null) {
     this.paramCount = grads.length;
     this.layout = new ShardLayout(grads.length, dist.size);
     this.shardStart = this.layout.start(dist.rank);
@@ -188,7 +193,8 @@ export class ShardedAdamW implements DataParallelOptimizer {
     this.adam = length > 0 ? new AdamW(length, hyper) : null;
     // AdamW checks the hyperparameters: a rank with an empty shard checks them too.
     this.hyper = this.adam?.hyper ?? new AdamW(1, hyper).hyper;
-    this.reducer = new GradientReducer(dist, grads, this.layout, reducer);
+    this.reducer = reduction?.(this.layout) ?? new GradientReducer(dist, grads, this.layout, reducer);
+    if (this.reducer.grads !== grads) throw new Error("ShardedAdamW: the reduction must reduce this optimizer's gradient buffer");
   }
 
   get step(): number {

@@ -195,6 +195,16 @@ export class GPT2 {
     return this.gradients.params;
   }
 
+  /**
+   * Makes `buffer` (one float per parameter) the gradient buffer instead of one of its own — e.g.
+   * this rank's segment of memory shared with the other data-parallel ranks on the machine
+   * (src/dist/node_reducer.ts). Only before the gradients are first used.
+   */
+  useGradientBuffer(buffer: Float32Array): void {
+    if (this.gradWeights !== null) throw new Error("GPT2.useGradientBuffer: the gradient buffer is already in use");
+    this.gradWeights = new GPT2Weights(this.config, buffer);
+  }
+
   zeroGrad(): void {
     kernels.zeroFill(this.grads);
   }

@@ -19,6 +19,7 @@ import { UsageError } from "../base/errors.ts";
 import type { Distributed } from "../dist/distributed.ts";
 import { EmbeddingGradientExchange } from "../dist/embedding_grads.ts";
 import { type CommTimes, emptyCommTimes } from "../dist/grad_reducer.ts";
+import type { SharedSegments } from "../dist/mpi.ts";
 import { createDataParallelOptimizer, type DataParallelOptimizer, ShardedAdamW, type ZeroStage } from "../dist/zero.ts";
 import { parseThreadCount } from "../ffi.ts";
 import type { MomentStream } from "../io/llmts_checkpoint.ts";
@@ -38,6 +39,23 @@ export const EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION = 1 / 8;
 export interface DataParallelOptions {
   /** use the embedding-row exchange (default: LLMTS_WTE_EXCHANGE, else by EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION) */
   embeddingExchange?: boolean;
+  /** how ZeRO-1 reduces the gradients (default: LLMTS_DP_REDUCE, else "auto") */
+  reduce?: ReduceTransport;
+}
+
+/**
+ * "shared": ranks on one machine add each other's gradients in shared memory (NodeSharedReducer);
+ * "mpi": through MPI messages, overlapped with the backward pass (GradientReducer); "auto":
+ * shared when ZeRO-1 and every rank is on this machine, else mpi. ZeRO-0 always uses mpi.
+ */
+export type ReduceTransport = "auto" | "shared" | "mpi";
+
+/** LLMTS_DP_REDUCE: auto (default), shared or mpi. */
+export function reduceTransportFromEnvironment(env: Record<string, string | undefined> = process.env): ReduceTransport {
+  const text = env.LLMTS_DP_REDUCE;
+  if (text === undefined || text === "" || text === "auto") return "auto";
+  if (text === "shared" || text === "mpi") return text;
+  throw new UsageError(`LLMTS_DP_REDUCE must be auto, shared or mpi, got "${text}"`);
 }
 
 /**
@@ -67,6 +85,8 @@ export function defaultThreadsPerRank(env: Record<string, string | undefined> = 
 export class DataParallelTraining {
   readonly optimizer: DataParallelOptimizer;
   readonly exchange: EmbeddingGradientExchange | null;
+  /** ZeRO-1 on one machine: the ranks' gradient buffers, one shared-memory segment each (else null) */
+  readonly shared: SharedSegments | null;
   /** the hooks of a step's last backward pass */
   readonly hooks: BackwardHooks;
   /** the last step's communication: gradient reduction, embedding rows and (ZeRO-1) the parameter all-gather */
@@ -80,9 +100,18 @@ export class DataParallelTraining {
     // The optimizer (its gradient reducer above all, which starts queued reductions as earlier ones
     // complete) works on a communicator of its own, so its collectives never have to line up with
     // the ones this class starts on `dist` (the row exchange, the loss, the stop vote).
-    this.optimizer = createDataParallelOptimizer(dist.duplicate(), model.grads, hyper, zero);
+    const optimizerGroup = dist.duplicate();
+    const transport = options.reduce ?? reduceTransportFromEnvironment();
+    if (transport === "shared" && (zero !== 1 || !optimizerGroup.sharesMemory())) {
+      throw new UsageError(`LLMTS_DP_REDUCE=shared needs --zero 1 and every rank on one machine (here: --zero ${zero}, ${optimizerGroup.sharesMemory() ? "one machine" : "several machines"})`);
+    }
+    // Collective decision: sharesMemory() is the same on every rank (one split of the group).
+    this.shared = zero === 1 && transport !== "mpi" && optimizerGroup.sharesMemory() ? optimizerGroup.allocateSharedSegments(total) : null;
+    if (this.shared !== null) model.useGradientBuffer(this.shared.mine);
+    this.optimizer = createDataParallelOptimizer(optimizerGroup, model.grads, hyper, zero, {}, this.shared);
     const rows = dist.size * B * T;
-    const useExchange = options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION;
+    // In shared memory the encoder's rows are summed with everything else at the end of the step.
+    const useExchange = this.shared === null && (options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION);
     if (useExchange) {
       const owned = this.optimizer instanceof ShardedAdamW ? { start: this.optimizer.shardStart, end: this.optimizer.shardEnd } : { start: 0, end: total };
       this.exchange = new EmbeddingGradientExchange(dist, { C: config.C, Vp: config.Vp, maxT: config.maxT, wteOffset: offsets.wte, wpeOffset: offsets.wpe }, owned, B * T);

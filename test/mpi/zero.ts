@@ -13,7 +13,8 @@
 // train 2 more steps against one process resumed from the same file, and save STATE_OUT again.
 import { readFileSync, writeFileSync } from "node:fs";
 import { GradientReducer } from "../../src/dist/grad_reducer.ts";
-import { createDataParallelOptimizer, type DataParallelOptimizer, type ZeroStage } from "../../src/dist/zero.ts";
+import { NodeSharedReducer } from "../../src/dist/node_reducer.ts";
+import { createDataParallelOptimizer, type DataParallelOptimizer, type ShardedAdamW, type ZeroStage } from "../../src/dist/zero.ts";
 import { AdamW } from "../../src/optim/adamw.ts";
 import { dyadicF32, firstDifference, type Harness, runChecks, sameOnAllRanks, spreadF32 } from "./harness.ts";
 
@@ -84,7 +85,9 @@ function trainAgainstReference(h: Harness, label: string, opt: DataParallelOptim
     }
     const times = opt.reducer.waitAll();
     if (step === first + 1) {
-      h.check(`${label}: the step's figures count every gradient once`, times.floats === n && times.operations >= slices.length && times.ms >= 0 && times.exposedMs >= 0, () => JSON.stringify(times));
+      // Through MPI at least one operation per slice; in shared memory two barriers.
+      const operations = opt.reducer instanceof GradientReducer ? slices.length : 2;
+      h.check(`${label}: the step's figures count every gradient once`, times.floats === n && times.operations >= operations && times.ms >= 0 && times.exposedMs >= 0, () => JSON.stringify(times));
     }
     const sum = sumOverRanks(kind, n, step, N);
     let sq = 0;
@@ -150,7 +153,7 @@ await runChecks((h) => {
       const params = freshParams(P);
       const refParams = params.slice();
       const opt = createDataParallelOptimizer(dist.duplicate(), new Float32Array(P), HYPER, zero, { maxFloatsInFlight: 2500 });
-      h.check(`${label}: the cap is set`, opt.reducer.maxFloatsInFlight === 2500);
+      h.check(`${label}: the cap is set`, (opt.reducer as GradientReducer).maxFloatsInFlight === 2500);
       const ref = new AdamW(P, HYPER);
       let worldCalls = 0;
       const between = () => {
@@ -161,6 +164,32 @@ await runChecks((h) => {
       h.check(`${label}: the world collectives between the readies returned the right values`, worldCalls > 0 && worldCalls % 3 === 0, () => `${worldCalls}`);
       checkMoments(h, label, opt, { m: ref.m, v: ref.v });
     }
+
+    // ZeRO-1 reduced in shared memory (NodeSharedReducer: every rank of these tests is on this
+    // machine): the shard sums are the float32 sums in rank order, as sumOverRanks makes them, so
+    // even "spread" gradients give one process's parameters bit for bit. Tiny P included: with
+    // P = 4 and N = 3 one rank owns nothing.
+    h.check("the test's ranks share memory", dist.sharesMemory());
+    for (const [n, kind] of [[P, "spread"], [P, "dyadic"], [4, "spread"]] as Array<[number, "dyadic" | "spread"]>) {
+      const label = `ZeRO-1 in shared memory, ${kind} gradients, P=${n}, N=${N}`;
+      const segments = dist.allocateSharedSegments(n);
+      const params = freshParams(n);
+      const refParams = params.slice();
+      const opt = createDataParallelOptimizer(dist, segments.mine, HYPER, 1, {}, segments);
+      h.check(`${label}: the reducer works in shared memory`, opt.reducer instanceof NodeSharedReducer);
+      const ref = new AdamW(n, HYPER);
+      trainAgainstReference(h, label, opt, params, ref, refParams, kind, 0, 3);
+      checkMoments(h, label, opt, { m: ref.m, v: ref.v });
+      // Another rank's segment still holds its own gradients after the sum (the pages this rank
+      // released from its mapping keep their data).
+      const last = gradientsOf(kind, n, 3, dist.rank);
+      const shard = opt as ShardedAdamW;
+      let intact = true;
+      for (let i = 0; i < n; i++) if ((i < shard.shardStart || i >= shard.shardEnd) && !Object.is(segments.mine[i], last[i])) intact = false;
+      h.check(`${label}: outside its shard a rank's segment keeps its own gradients`, intact);
+      segments.free();
+    }
+    h.expectThrow("shared segments are for ZeRO-1 only", () => createDataParallelOptimizer(dist, new Float32Array(4), HYPER, 0, {}, dist.allocateSharedSegments(4)), /shared segments are for ZeRO-1/);
 
     // More ranks than a tiny vector needs: with P = 4 and N = 3, shards are 2, 2 and 0 elements.
     const tiny = 4;
