@@ -361,7 +361,8 @@ export fn llmts_sampling_weights(out: ?[*]f64, logits: ?[*]const f32, n: i32, sc
 /// caller (src/ffi.ts) checks offset + n against the segments' length.
 /// release = 1 then unmaps the other segments' pages of the range from this process (they must be
 /// shared mappings: see segments.zig).
-export fn llmts_sum_segments(addresses: ?[*]const u64, count: i32, self_index: i32, offset: i64, n: i64, release: i32) callconv(.c) void {
+/// squares_out, when not null, receives Σ of the sums squared (float64).
+export fn llmts_sum_segments(addresses: ?[*]const u64, count: i32, self_index: i32, offset: i64, n: i64, release: i32, squares_out: ?*f64) callconv(.c) void {
     const call = Call.of(@src());
     const segment_count = call.dim("count", count);
     call.require(segment_count <= segments_sum.max_segments, "count = {d} exceeds {d}", .{ segment_count, segments_sum.max_segments });
@@ -377,7 +378,8 @@ export fn llmts_sum_segments(addresses: ?[*]const u64, count: i32, self_index: i
         pointers[r] = @ptrFromInt(address);
     }
     call.require(release == 0 or release == 1, "release = {d}, must be 0 or 1", .{release});
-    segments_sum.sum(pointers[0..segment_count], @intCast(self_index), @intCast(offset), len, release == 1);
+    const squares = segments_sum.sum(pointers[0..segment_count], @intCast(self_index), @intCast(offset), len, release == 1);
+    if (squares_out) |out| out.* = squares;
 }
 
 export fn llmts_copy(dst: ?[*]f32, src: ?[*]const f32, n: i64) callconv(.c) void {

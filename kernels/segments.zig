@@ -8,7 +8,10 @@
 //! tables (madvise(MADV_DONTNEED) on a shared mapping keeps the data and only unmaps it here), so
 //! reading another rank's gradients does not grow this rank's resident set. Only for segments in
 //! shared mappings: on private memory MADV_DONTNEED discards the data.
-//! Deterministic: every element's sum has the same order whatever the thread count.
+//! It also returns Σ of the squared sums in float64 (the shard's part of the gradient norm, which
+//! would otherwise be one more pass over it), over a fixed partition into at most `max_tasks`
+//! chunks added in order. Deterministic: every element's sum, and the squares' total, have the
+//! same order whatever the thread count.
 const std = @import("std");
 const builtin = @import("builtin");
 const pool = @import("pool.zig");
@@ -19,8 +22,10 @@ const vec = simd.native;
 const lanes = vec.lanes;
 const V = vec.V;
 
-/// Floats per task: 256 KiB of each segment, whole 4 KiB pages.
+/// Floats per task at least: 256 KiB of each segment, whole 4 KiB pages.
 const chunk_floats = 1 << 16;
+/// Most tasks (partials of the squares); longer ranges take longer chunks.
+const max_tasks = 1024;
 /// Most segments (ranks on one machine).
 pub const max_segments = 256;
 
@@ -30,22 +35,31 @@ const SumContext = struct {
     offset: usize,
     n: usize,
     release: bool,
+    chunk: usize,
+    squares: *[max_tasks]f64,
 
     fn task(self: *const SumContext, index: usize) void {
-        const begin = self.offset + index * chunk_floats;
-        const end = @min(self.offset + self.n, begin + chunk_floats);
+        const begin = self.offset + index * self.chunk;
+        const end = @min(self.offset + self.n, begin + self.chunk);
         const out = self.segments[self.self_index];
+        const V64 = @Vector(lanes, f64);
+        var squares: V64 = @splat(0);
         var i = begin;
         while (i + lanes <= end) : (i += lanes) {
             var acc: V = self.segments[0][i..][0..lanes].*;
             for (self.segments[1..]) |segment| acc += segment[i..][0..lanes].*;
             out[i..][0..lanes].* = acc;
+            const wide: V64 = acc;
+            squares += wide * wide;
         }
+        var total = @reduce(.Add, squares);
         while (i < end) : (i += 1) {
             var acc = self.segments[0][i];
             for (self.segments[1..]) |segment| acc += segment[i];
             out[i] = acc;
+            total += @as(f64, acc) * acc;
         }
+        self.squares[index] = total;
         if (!self.release) return;
         for (self.segments, 0..) |segment, r| {
             if (r != self.self_index) releasePages(segment + begin, end - begin);
@@ -66,10 +80,18 @@ fn releasePages(floats: [*]f32, n: usize) void {
 
 /// segments[self_index][offset .. offset+n) = Σ_r segments[r][offset .. offset+n), r in order;
 /// with `release`, then unmaps the other segments' whole pages of the range (shared mappings only).
-pub fn sum(segments: []const [*]f32, self_index: usize, offset: usize, n: usize, release: bool) void {
+/// Returns Σ over the range of the sums squared, in float64.
+pub fn sum(segments: []const [*]f32, self_index: usize, offset: usize, n: usize, release: bool) f64 {
     assert(segments.len >= 1 and segments.len <= max_segments and self_index < segments.len and n > 0);
-    const context = SumContext{ .segments = segments, .self_index = self_index, .offset = offset, .n = n, .release = release };
-    pool.parallelFor(SumContext, &context, std.math.divCeil(usize, n, chunk_floats) catch unreachable, SumContext.task);
+    const chunk = std.mem.alignForward(usize, @max(chunk_floats, std.math.divCeil(usize, n, max_tasks) catch unreachable), chunk_floats);
+    const tasks = std.math.divCeil(usize, n, chunk) catch unreachable;
+    assert(tasks <= max_tasks);
+    var squares: [max_tasks]f64 = undefined;
+    const context = SumContext{ .segments = segments, .self_index = self_index, .offset = offset, .n = n, .release = release, .chunk = chunk, .squares = &squares };
+    pool.parallelFor(SumContext, &context, tasks, SumContext.task);
+    var total: f64 = 0;
+    for (squares[0..tasks]) |x| total += x;
+    return total;
 }
 
 fn fill(segment: []f32, r: usize) void {
@@ -92,9 +114,14 @@ test "sum adds the segments in rank order into one of them, only over the range"
     defer for (want) |w| gpa.free(w);
     const segments = [_][*]f32{ storage[0].ptr, storage[1].ptr, storage[2].ptr };
     const offset, const n = .{ 5, 2 * chunk_floats + 40 };
-    sum(&segments, 1, offset, n, false);
-    for (offset..offset + n) |i| want[1][i] = (want[0][i] + want[1][i]) + want[2][i];
+    const squares = sum(&segments, 1, offset, n, false);
+    var want_squares: f64 = 0;
+    for (offset..offset + n) |i| {
+        want[1][i] = (want[0][i] + want[1][i]) + want[2][i];
+        want_squares += @as(f64, want[1][i]) * want[1][i];
+    }
     for (storage, want) |got, expected| try std.testing.expectEqualSlices(f32, expected, got);
+    try std.testing.expectApproxEqRel(want_squares, squares, 1e-12);
 }
 
 test "release drops the other segments' pages but keeps their data (a shared mapping)" {
@@ -108,7 +135,7 @@ test "release drops the other segments' pages but keeps their data (a shared map
     fill(all[0..floats], 0);
     fill(all[floats .. 2 * floats], 1);
     const segments = [_][*]f32{ all, all + floats };
-    sum(&segments, 0, 0, floats, true);
+    _ = sum(&segments, 0, 0, floats, true);
     var other: [floats]f32 = undefined;
     fill(&other, 1);
     try std.testing.expectEqualSlices(f32, &other, all[floats .. 2 * floats]);

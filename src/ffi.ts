@@ -70,7 +70,7 @@ const symbols = {
   llmts_decode_attention: { args: [ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_decode_attention_rows: { args: [ptr, ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32], returns: VOID },
   llmts_sampling_weights: { args: [ptr, ptr, i32, f64], returns: VOID },
-  llmts_sum_segments: { args: [ptr, i32, i32, i64, i64, i32], returns: VOID },
+  llmts_sum_segments: { args: [ptr, i32, i32, i64, i64, i32, ptr], returns: VOID },
   llmts_copy: { args: [ptr, ptr, i64], returns: VOID },
 } as const;
 
@@ -646,8 +646,9 @@ export function samplingWeights(out: Float64Array, logits: Float32Array, n: numb
  * of `segmentFloats` floats at `addresses` (the ranks' gradients in one shared-memory window,
  * src/dist/node_reducer.ts); `release` then unmaps the other segments' pages of the range from
  * this process — only for shared mappings (on private memory it would discard their data).
+ * Returns Σ over the range of the sums squared (float64: the range's part of a gradient norm).
  */
-export function sumSegments(addresses: BigUint64Array, self: number, offset: number, n: number, segmentFloats: number, release: boolean): void {
+export function sumSegments(addresses: BigUint64Array, self: number, offset: number, n: number, segmentFloats: number, release: boolean): number {
   const fn = "sumSegments";
   if (!(addresses instanceof BigUint64Array) || addresses.length < 1) throw new KernelArgumentError(`${fn}: addresses must be a non-empty BigUint64Array`);
   if (!Number.isInteger(self) || self < 0 || self >= addresses.length) throw new KernelArgumentError(`${fn}: self must be a segment index from 0 to ${addresses.length - 1}, got ${self}`);
@@ -658,7 +659,9 @@ export function sumSegments(addresses: BigUint64Array, self: number, offset: num
     if (address === 0n || address % 4n !== 0n || seen.has(address)) throw new KernelArgumentError(`${fn}: segment addresses must be distinct, non-null and 4-byte aligned`);
     seen.add(address);
   }
-  lib().llmts_sum_segments(addresses, addresses.length, self, offset, n, release ? 1 : 0);
+  const squares = new Float64Array(1);
+  lib().llmts_sum_segments(addresses, addresses.length, self, offset, n, release ? 1 : 0, squares);
+  return squares[0];
 }
 
 /** dst = src with all threads (the bandwidth yardstick of bench/generate.ts). */

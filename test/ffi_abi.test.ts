@@ -81,8 +81,8 @@ describe("the C ABI checks its arguments in the shipped library", () => {
     expectRefusedByLibrary(rawCall("llmts_decode_attention_rows", [f32(8), f32(24), f32(24), f32(24), { i32: [1, 1] }, { i32: [0, 2] }, int(2), int(2), int(4), int(2), int(3)]), "llmts_decode_attention_rows", "rows 0 and 1 both name cache 1");
     expectRefusedByLibrary(rawCall("llmts_decode_attention_rows", [f32(8), f32(24), f32(24), f32(24), { i32: [1, 0] }, { i32: [0, 3] }, int(2), int(2), int(4), int(2), int(3)]), "llmts_decode_attention_rows", "position[1] = 3, outside [0, max_t = 3)");
     expectRefusedByLibrary(rawCall("llmts_matmul_forward_prepacked", [f32(10), f32(6), f32(15), null, null, int(2), int(3), int(5)]), "llmts_matmul_forward_prepacked", "packed is null");
-    expectRefusedByLibrary(rawCall("llmts_sum_segments", [null, int(2), int(0), { long: 0 }, { long: 1 }, int(0)]), "llmts_sum_segments", "addresses is null");
-    expectRefusedByLibrary(rawCall("llmts_sum_segments", [null, int(2), int(2), { long: 0 }, { long: 1 }, int(0)]), "llmts_sum_segments", "self_index = 2, outside [0, count = 2)");
+    expectRefusedByLibrary(rawCall("llmts_sum_segments", [null, int(2), int(0), { long: 0 }, { long: 1 }, int(0), null]), "llmts_sum_segments", "addresses is null");
+    expectRefusedByLibrary(rawCall("llmts_sum_segments", [null, int(2), int(2), { long: 0 }, { long: 1 }, int(0), null]), "llmts_sum_segments", "self_index = 2, outside [0, count = 2)");
     expectRefusedByLibrary(rawCall("llmts_sampling_weights", [{ f64: 5 }, f32(5), int(5), { double: 0 }]), "llmts_sampling_weights", "scale = 0, must be finite and > 0");
   });
 });

@@ -157,7 +157,7 @@ for (const [name, spec] of Object.entries(SPECS)) {
         const Same = a.constructor as new (n: number) => TypedArray;
         const variants: Array<[string, unknown]> = [
           [`a ${a.constructor.name} of the wrong type`, a instanceof Float32Array ? new Float64Array(a.length) : new Float32Array(a.length)],
-          ["a plain array", Array.from(a)],
+          ["a plain array", Array.from(a as ArrayLike<number | bigint>)],
         ];
         if (!(spec.anyLength ?? []).includes(i)) variants.push([`length ${a.length + 1}`, new Same(a.length + 1)], [`length ${a.length - 1}`, new Same(a.length - 1)]);
         for (const [what, replacement] of variants) {

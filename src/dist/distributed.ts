@@ -273,6 +273,12 @@ export class Distributed {
     return this.mpi.allocateSharedSegments(floats);
   }
 
+  /** Collective: one shared array of `floats` floats for every rank (its view(0); sharesMemory() must hold). */
+  allocateSharedArray(floats: number): SharedSegments {
+    if (!this.sharesMemory()) throw new MpiArgumentError("allocateSharedArray: the ranks are not all on one machine");
+    return this.mpi.allocateSharedArray(floats);
+  }
+
   /** Sends `buffer` to rank `dest` in pieces; the receiver posts `startReceive` of the same length. */
   startSend(buffer: Float32Array, dest: number, tag: number): MpiRequest[] {
     return this.pieces(buffer.length).map(([a, b]) => this.mpi.isend(buffer.subarray(a, b), dest, tag));

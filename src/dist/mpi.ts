@@ -198,15 +198,21 @@ export function sleepMicroseconds(microseconds: number): void {
 }
 
 /**
- * A shared-memory window (MPI_Win_allocate_shared) of one segment of `floats` floats per rank:
- * `mine` is this rank's segment, `addresses[r]` the address of rank r's in this process. The
- * memory stays valid until free() (collective) or MPI_Finalize; views of it must not be used after.
+ * A shared-memory window (MPI_Win_allocate_shared) of one segment of `floats` floats per rank
+ * (or, from allocateSharedArray, rank 0's alone): `mine` is this rank's segment (empty when it has
+ * none), `addresses[r]` the address of rank r's in this process. The memory stays valid until
+ * free() (collective) or MPI_Finalize; views of it must not be used after.
  */
 export class SharedSegments {
   private freed = false;
   constructor(readonly floats: number, readonly mine: Float32Array, readonly addresses: BigUint64Array, private readonly release: () => void) {}
   get live(): boolean {
     return !this.freed;
+  }
+  /** Rank r's segment, as this process sees it. */
+  view(r: number): Float32Array {
+    if (!Number.isInteger(r) || r < 0 || r >= this.addresses.length) throw new MpiArgumentError(`SharedSegments.view: no segment ${r}`);
+    return new Float32Array(toArrayBuffer(Number(this.addresses[r]) as Pointer, 0, 4 * this.floats));
   }
   /** Collective: MPI_Win_free. */
   free(): void {
@@ -434,21 +440,35 @@ export class Mpi {
    * segment addressable here (MPI_Win_shared_query).
    */
   allocateSharedSegments(floats: number): SharedSegments {
+    return this.allocateShared(floats, false);
+  }
+
+  /**
+   * Collective, like allocateSharedSegments, for one array every rank uses: rank 0's segment of
+   * `floats` floats (the others' are empty); `view(0)` on every rank.
+   */
+  allocateSharedArray(floats: number): SharedSegments {
+    return this.allocateShared(floats, true);
+  }
+
+  private allocateShared(floats: number, rootOnly: boolean): SharedSegments {
     const call = "MPI_Win_allocate_shared";
     this.live(call);
     if (!Number.isSafeInteger(floats) || floats < 1 || floats > 2 ** 40) throw new MpiArgumentError(`${call}: floats must be an integer from 1 to 2^40, got ${floats}`);
     const base = new BigUint64Array(1), win = new BigUint64Array(1);
-    this.check(call, this.lib.MPI_Win_allocate_shared(4 * floats, 4, this.infoNull, this.comm, base, win));
+    const mineFloats = rootOnly && this.rank !== 0 ? 0 : floats;
+    this.check(call, this.lib.MPI_Win_allocate_shared(4 * mineFloats, 4, this.infoNull, this.comm, base, win));
     const handle = Number(win[0]) as Pointer;
-    const addresses = new BigUint64Array(this.size);
+    const owners = rootOnly ? 1 : this.size;
+    const addresses = new BigUint64Array(owners);
     const size = new BigInt64Array(1), unit = new Int32Array(1), address = new BigUint64Array(1);
-    for (let r = 0; r < this.size; r++) {
+    for (let r = 0; r < owners; r++) {
       this.check("MPI_Win_shared_query", this.lib.MPI_Win_shared_query(handle, r, size, unit, address));
       if (size[0] !== BigInt(4 * floats) || unit[0] !== 4 || address[0] === 0n) throw new MpiError("MPI_Win_shared_query", this.rank, 0, `rank ${r}'s segment is ${size[0]} bytes in units of ${unit[0]} at ${address[0]}, expected ${4 * floats} bytes of floats`);
       addresses[r] = address[0];
     }
-    if (addresses[this.rank] !== base[0]) throw new MpiError("MPI_Win_shared_query", this.rank, 0, "this rank's segment is not where MPI_Win_allocate_shared put it");
-    const mine = new Float32Array(toArrayBuffer(Number(base[0]) as Pointer, 0, 4 * floats));
+    if (mineFloats > 0 && addresses[this.rank] !== base[0]) throw new MpiError("MPI_Win_shared_query", this.rank, 0, "this rank's segment is not where MPI_Win_allocate_shared put it");
+    const mine = mineFloats > 0 ? new Float32Array(toArrayBuffer(Number(base[0]) as Pointer, 0, 4 * floats)) : new Float32Array(0);
     const segments = new SharedSegments(floats, mine, addresses, () => {
       if (!(this.world ?? this).finalized) this.check("MPI_Win_free", this.lib.MPI_Win_free(BigUint64Array.of(win[0])));
     });

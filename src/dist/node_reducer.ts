@@ -10,7 +10,8 @@
 //   1. barrier: every rank's gradients are final;
 //   2. each rank sums its shard [r·S, (r+1)·S) over the segments in rank order, into its own
 //      segment, and drops the other segments' pages of the shard from its page tables again (the
-//      data stays: reading another rank's gradients does not grow this rank's resident set);
+//      data stays: reading another rank's gradients does not grow this rank's resident set); the
+//      same pass adds up the squares of the sums, the shard's part of the gradient norm;
 //   3. barrier: no rank reads another's segment any more, so each may zero its own for the next step.
 // The sums are the same numbers GradientReducer's reduce to the owners produces, up to the order
 // of the additions (rank order here). Nothing is overlapped with the backward pass: on one machine
@@ -26,6 +27,8 @@ export class NodeSharedReducer implements GradientReduction {
   readonly grads: Float32Array;
   readonly total = emptyCommTimes();
   completedSteps = 0;
+  /** Σ g² over this rank's shard of the last step's sums (float64), from the summing pass itself */
+  shardSquares = 0;
 
   constructor(readonly dist: Distributed, readonly segments: SharedSegments, readonly layout: ShardLayout) {
     if (segments.floats !== layout.count) throw new Error(`NodeSharedReducer: segments of ${segments.floats} floats for ${layout.count} parameters`);
@@ -42,7 +45,7 @@ export class NodeSharedReducer implements GradientReduction {
     const started = performance.now();
     this.dist.barrier("the gradients of every rank are final");
     const start = this.layout.start(this.dist.rank), length = this.layout.length(this.dist.rank);
-    if (length > 0) sumSegments(this.segments.addresses, this.dist.rank, start, length, this.segments.floats, true);
+    this.shardSquares = length > 0 ? sumSegments(this.segments.addresses, this.dist.rank, start, length, this.segments.floats, true) : 0;
     this.dist.barrier("every shard is summed");
     const ms = performance.now() - started;
     const times: CommTimes = { ms, exposedMs: ms, floats: this.layout.count, operations: 2 };

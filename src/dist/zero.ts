@@ -174,6 +174,12 @@ export class ShardedAdamW implements DataParallelOptimizer {
   readonly reducer: GradientReduction;
   lastUpdateComm = emptyCommTimes();
   readonly totalUpdateComm = emptyCommTimes();
+  /**
+   * Parameters every rank shares (one machine, src/train/data_parallel.ts): update() on them
+   * updates this rank's shard in place and waits for the others (a barrier) instead of
+   * all-gathering the shards. Null: every rank has its own copy.
+   */
+  sharedParams: Float32Array | null = null;
   /** this rank's shard [shardStart, shardEnd) of the flat vector */
   readonly shardStart: number;
   readonly shardEnd: number;
@@ -212,7 +218,9 @@ export class ShardedAdamW implements DataParallelOptimizer {
 
   gradNorm(): number {
     checkReduced("ShardedAdamW.gradNorm", this.reducer, this.reducedAtUpdate);
-    const mine = this.shardEnd > this.shardStart ? gradNormSquared(this.grads.subarray(this.shardStart, this.shardEnd)) : 0;
+    // In shared memory the summing pass has added up the squares already.
+    const shared = this.reducer instanceof NodeSharedReducer ? this.reducer.shardSquares : null;
+    const mine = shared ?? (this.shardEnd > this.shardStart ? gradNormSquared(this.grads.subarray(this.shardStart, this.shardEnd)) : 0);
     return Math.sqrt(this.dist.sumF64([mine])[0]) / this.dist.size;
   }
 
@@ -226,8 +234,12 @@ export class ShardedAdamW implements DataParallelOptimizer {
     }
     this.stepCount += 1;
     const started = performance.now();
-    const requests = this.dist.startAllgatherShards(params, this.layout);
-    this.dist.wait(requests, "all-gather of the updated parameters");
+    let requests: MpiRequest[] = [];
+    if (params === this.sharedParams) this.dist.barrier("every shard of the shared parameters updated");
+    else {
+      requests = this.dist.startAllgatherShards(params, this.layout);
+      this.dist.wait(requests, "all-gather of the updated parameters");
+    }
     const ms = performance.now() - started;
     this.lastUpdateComm = { ms, exposedMs: ms, floats: this.paramCount, operations: requests.length };
     addCommTimes(this.totalUpdateComm, this.lastUpdateComm);

@@ -152,7 +152,7 @@ export function lmHead(k: Kernels, w: GPT2Weights, logits: Float32Array, residua
 
 export class GPT2 {
   readonly config: GPT2Config;
-  readonly weights: GPT2Weights;
+  private currentWeights: GPT2Weights;
   /** When set, every kernel call adds its wall time (ms) to its bucket (see PROFILE_BUCKETS). */
   profile: Map<string, number> | null = null;
 
@@ -167,7 +167,7 @@ export class GPT2 {
 
   /** Trains `weights` in place (no copy). */
   constructor(weights: GPT2Weights) {
-    this.weights = weights;
+    this.currentWeights = weights;
     this.config = weights.config;
     this.memory = new ActivationMemory(this.config);
   }
@@ -178,6 +178,19 @@ export class GPT2 {
     const weights = new GPT2Weights(config);
     initParameters(weights, seed);
     return new GPT2(weights);
+  }
+
+  /** The parameters being trained (weights.ts views of one allocation). */
+  get weights(): GPT2Weights {
+    return this.currentWeights;
+  }
+
+  /**
+   * Trains the parameters in `buffer` from now on (one float per parameter, holding them already)
+   * — e.g. memory every data-parallel rank on the machine shares (src/train/data_parallel.ts).
+   */
+  useParameterBuffer(buffer: Float32Array): void {
+    this.currentWeights = new GPT2Weights(this.config, buffer);
   }
 
   /** All parameters, one allocation, llm.c order (weights.ts). */

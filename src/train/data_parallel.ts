@@ -107,8 +107,20 @@ export class DataParallelTraining {
     }
     // Collective decision: sharesMemory() is the same on every rank (one split of the group).
     this.shared = zero === 1 && transport !== "mpi" && optimizerGroup.sharesMemory() ? optimizerGroup.allocateSharedSegments(total) : null;
-    if (this.shared !== null) model.useGradientBuffer(this.shared.mine);
+    // Every rank starts from rank 0's parameters: on one machine (ZeRO-1) every rank trains the
+    // same parameters in shared memory, each owner updating its shard in place (no all-gather);
+    // otherwise rank 0 broadcasts them into every rank's own copy.
+    if (this.shared !== null) {
+      model.useGradientBuffer(this.shared.mine);
+      const params = optimizerGroup.allocateSharedArray(total).view(0);
+      if (dist.isRoot) params.set(model.params);
+      optimizerGroup.barrier("rank 0 wrote the shared parameters");
+      model.useParameterBuffer(params);
+    } else {
+      dist.broadcast(model.params, 0, "broadcast of the initial parameters");
+    }
     this.optimizer = createDataParallelOptimizer(optimizerGroup, model.grads, hyper, zero, {}, this.shared);
+    if (this.shared !== null) (this.optimizer as ShardedAdamW).sharedParams = model.params;
     const rows = dist.size * B * T;
     // In shared memory the encoder's rows are summed with everything else at the end of the step.
     const useExchange = this.shared === null && (options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION);

@@ -231,7 +231,7 @@ export function setupRun(given: Partial<TrainFlags>, progress: (message: string)
     }
     optimizer = adam;
   } else {
-    group.broadcast(model.params, 0, "broadcast of the initial parameters");
+    // DataParallelTraining hands rank 0's parameters to every rank.
     const zero: ZeroStage = given.zero ?? 1;
     dp = new DataParallelTraining(group, model, hyper, zero, spec.batch, spec.seq);
     if (resumed !== null) dp.optimizer.loadMoments(isRoot ? { m: resumed.m!, v: resumed.v! } : null, resumed.step);
