@@ -255,7 +255,7 @@ export class Mpi {
   private readonly ops: Record<ReduceOp, Pointer>;
   private readonly flag = new Int32Array(1);
   private readonly infoNull: Pointer;
-  /** windows to free before this communicator goes (finalize) */
+  /** (on MPI_COMM_WORLD's object) every window not freed yet: finalize frees them first */
   private windows: SharedSegments[] = [];
   private readonly errorText = new Uint8Array(MPI_MAX_ERROR_STRING + 1);
   private readonly errorLength = new Int32Array(1);
@@ -389,8 +389,10 @@ export class Mpi {
 
   finalize(): void {
     if (this.finalized) return;
-    for (const window of this.windows) window.free();
-    this.windows = [];
+    if (this.world === null) {
+      for (const window of this.windows) window.free();
+      this.windows = [];
+    }
     if (this.world !== null) {
       // A duplicate: free the communicator (MPI_Finalize, on the world's object, ends MPI).
       if (!this.world.finalized) this.check("MPI_Comm_free", this.lib.MPI_Comm_free(BigUint64Array.of(BigInt(this.comm))));
@@ -472,7 +474,9 @@ export class Mpi {
     const segments = new SharedSegments(floats, mine, addresses, () => {
       if (!(this.world ?? this).finalized) this.check("MPI_Win_free", this.lib.MPI_Win_free(BigUint64Array.of(win[0])));
     });
-    this.windows.push(segments);
+    // Freed at the latest when MPI is finalized (MPI_Win_free must come before MPI_Finalize), also
+    // when this communicator is a duplicate nobody finalizes.
+    (this.world ?? this).windows.push(segments);
     return segments;
   }
 
