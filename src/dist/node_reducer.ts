@@ -4,7 +4,8 @@
 // one pass of N reads and one write per element (kernels/segments.zig) — instead of receiving them
 // through MPI (a copy into a temporary, then the sum). On one machine a message-passing reduction
 // is the ranks' own cores copying anyway; this is the same work without the copy (measured on the
-// project's 2-core VM, d12's 124M floats: MPI's reduce to the owners 194 ms, this ~45 ms).
+// project's 2-core VM, d12's 124M floats on 2 ranks: MPI's reduce to the owners 194 ms, this 57 ms,
+// of which ~13 ms are the page faults of mapping the other rank's released pages again).
 //
 // The step: every rank runs its backward pass into its own segment; waitAll() then
 //   1. barrier: every rank's gradients are final;

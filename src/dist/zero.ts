@@ -6,7 +6,9 @@
 //   parameter vector (S = ceil(P/N), the last shard shorter when N does not divide P). Gradients
 //   are reduced to their owners during the backward pass, each rank runs the existing AdamW kernel
 //   on its shard's parameters, gradients and moments only (subarrays), then the updated parameters
-//   are all-gathered. The moments take 2·S floats per rank instead of 2·P.
+//   are all-gathered. The moments take 2·S floats per rank instead of 2·P. On one machine the
+//   reduction can be a NodeSharedReducer (gradients in shared memory) and the parameters one
+//   shared copy (`sharedParams`): the update then ends with a barrier instead of the all-gather.
 //
 // Both see the gradient buffer as per-rank sums (GradientReducer) and fold the mean over ranks
 // into AdamW's gradient scale: update(lr, gradScale) applies AdamW to Σ_r g_r · (gradScale / N).

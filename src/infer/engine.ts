@@ -112,6 +112,7 @@ export class InferenceEngine {
     this.weights = weights;
     this.config = weights.config;
     const { maxT, Vp } = this.config;
+    if (options.cache !== undefined && options.cache.k.length !== KVCache.floats(this.config)) throw new InferenceError("the KV cache given is not for this model's config");
     this.cache = options.cache ?? new KVCache(this.config);
     const chunk = options.prefillChunk ?? Math.min(maxT, 256);
     if (!Number.isInteger(chunk) || chunk < 1) throw new InferenceError(`prefillChunk must be a positive integer, got ${chunk}`);

@@ -11,6 +11,9 @@
 //   encoder runs as usual and wte is reduced after it;
 // - the update through ZeRO-0 (replicated AdamW) or ZeRO-1 (each rank's 1/N of the moments, then
 //   an all-gather of the parameters), the gradient norm of the global gradient, the global loss;
+// - ZeRO-1 with every rank on this machine: the gradients in a shared-memory window, summed by
+//   their owners after the backward pass (NodeSharedReducer), and one copy of the parameters in
+//   shared memory, updated in place shard by shard (no all-gather); LLMTS_DP_REDUCE=mpi opts out;
 // - checkpoints: rank 0 writes the file, receiving the moments shard by shard (never the whole
 //   1 GB of d12's moments at once under ZeRO-1);
 // - the stop vote: every rank leaves the loop after the same step when any rank was signalled.
