@@ -17,7 +17,8 @@ const HELP = `usage: bun run serve --ckpt PATH [options]
                          or a training run folder (its newest checkpoint), e.g. runs/train
   --port N               TCP port (default 8080; 0 = any free port, printed)
   --host ADDR            address to bind (default 127.0.0.1: this machine only)
-  --slots N              sequences decoded together (default 8, at most ${maxRowIndependentRows()}); each holds a KV cache
+  --slots N              sequences decoded together (default 8, at most ${maxRowIndependentRows()}); each holds a KV cache,
+                         reserved at start (d12: 75 MB per slot)
   --queue N              requests that may wait for a slot (default 32); beyond, 503 + Retry-After
   --max-body-bytes N     request body limit (default 1048576 = 1 MiB); larger bodies get 413
   --model-name NAME      the model's id in /v1/models and responses (default: the --ckpt file name)
