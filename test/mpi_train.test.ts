@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { UsageError } from "../src/base/errors.ts";
 import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
 import { availableParallelism } from "node:os";
-import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode, reduceTransportFromEnvironment } from "../src/train/data_parallel.ts";
+import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode, reduceTransportFromEnvironment, sharedWindowRoom } from "../src/train/data_parallel.ts";
 import { DATA_PARALLEL_FLAGS, helpText, parseTrainArgs } from "../src/train/options.ts";
 import { type RunSpec, resolveRunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { DEFAULT_DATA } from "../src/train/trainer.ts";
@@ -149,6 +149,15 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect(["", "auto", "shared", "mpi"].map((v) => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: v }))).toEqual(["auto", "auto", "shared", "mpi"]);
     expect(reduceTransportFromEnvironment({})).toBe("auto");
     expect(() => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: "nccl" })).toThrow(/LLMTS_DP_REDUCE must be auto, shared or mpi, got "nccl"/);
+    // Room for ZeRO-1's windows: 4·P·(N+1) bytes (+5%) in Open MPI's backing directory.
+    const P = 1_000_000, need = 4 * P * 3 * 1.05;
+    expect(sharedWindowRoom(2, P, {}, () => need).fits).toBe(true);
+    const short = sharedWindowRoom(2, P, { OMPI_MCA_osc_sm_backing_directory: "/small" }, () => need - 1);
+    expect(short.fits).toBe(false);
+    expect(short.text).toContain("need 0.01 GB in /small");
+    expect(short.text).toContain("--shm-size");
+    const unreadable = sharedWindowRoom(2, P, {}, () => { throw new Error("ENOENT"); });
+    expect(unreadable).toEqual({ fits: false, text: expect.stringContaining("/dev/shm (Open MPI's osc_sm_backing_directory), which cannot be read (ENOENT)") });
   });
 
   const defaults = specDefaults(DEFAULT_DATA);
@@ -238,6 +247,18 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
     const bad = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "3", "--zero", "0", "--ckpt-dir", join(dir, "bad_reduce")], ["LLMTS_DP_REDUCE=shared"]);
     expect(bad.exitCode).toBe(2);
     expect(bad.output).toContain("LLMTS_DP_REDUCE=shared needs --zero 1");
+    // No room for the windows (here: a backing directory that does not exist): auto falls back to
+    // MPI messages and says why; shared refuses to start.
+    const noRoom = ["OMPI_MCA_osc_sm_backing_directory=/nonexistent/llmts"];
+    const fallback = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "3", "--ckpt-dir", join(dir, "no_room")], noRoom);
+    expectDone(fallback);
+    expect(fallback.output).toContain("note: the shared-memory windows need");
+    expect(fallback.output).toContain("reducing through MPI instead");
+    const losses = (log: Entry[]) => log.filter((e) => e.val_loss === undefined); // a 3-step run evaluates at its last step
+    expectClose(losses(readLog(join(dir, "no_room"))), losses(want.filter((e) => e.step <= 3)), 1e-6);
+    const refused = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "3", "--ckpt-dir", join(dir, "no_room_shared")], [...noRoom, "LLMTS_DP_REDUCE=shared"]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.output).toContain("LLMTS_DP_REDUCE=shared: the shared-memory windows need");
   }, TEST_TIMEOUT_MS);
 
   test("resumed on one process, on mpirun -np 1 and on 4 ranks, a 2-rank run continues to fp32 precision; 3 ranks cannot share its micro-batch", () => {

@@ -17,6 +17,7 @@
 // - checkpoints: rank 0 writes the file, receiving the moments shard by shard (never the whole
 //   1 GB of d12's moments at once under ZeRO-1);
 // - the stop vote: every rank leaves the loop after the same step when any rank was signalled.
+import { statfsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { UsageError } from "../base/errors.ts";
 import type { Distributed } from "../dist/distributed.ts";
@@ -85,11 +86,40 @@ export function defaultThreadsPerRank(env: Record<string, string | undefined> = 
   return Math.max(1, Math.floor(Math.min(64, availableParallelism()) / ranksOnThisNode(env)));
 }
 
+/**
+ * Whether Open MPI's backing directory for shared windows (OMPI_MCA_osc_sm_backing_directory,
+ * /dev/shm by default) has room for ZeRO-1's windows on one machine: every rank's gradients and
+ * one copy of the parameters, 4·P·(N+1) bytes (+5%). A tmpfs too small would let the windows be
+ * created and then end the job with SIGBUS when their pages are first written (containers often
+ * give /dev/shm 64 MB).
+ */
+export function sharedWindowRoom(ranks: number, params: number, env: Record<string, string | undefined> = process.env, free: (dir: string) => number = freeBytes): { fits: boolean; text: string } {
+  const dir = env.OMPI_MCA_osc_sm_backing_directory || "/dev/shm";
+  const need = Math.ceil(4 * params * (ranks + 1) * 1.05);
+  let available: number;
+  try {
+    available = free(dir);
+  } catch (error) {
+    return { fits: false, text: `the shared-memory windows need ${gb(need)} in ${dir} (Open MPI's osc_sm_backing_directory), which cannot be read (${(error as Error).message})` };
+  }
+  const fits = available >= need;
+  return { fits, text: `the shared-memory windows need ${gb(need)} in ${dir} (Open MPI's osc_sm_backing_directory), ${gb(available)} free${fits ? "" : ": enlarge it (docker run --shm-size) or point OMPI_MCA_osc_sm_backing_directory at a larger local tmpfs"}` };
+}
+
+function freeBytes(dir: string): number {
+  const stats = statfsSync(dir);
+  return stats.bavail * stats.bsize;
+}
+
+const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+
 export class DataParallelTraining {
   readonly optimizer: DataParallelOptimizer;
   readonly exchange: EmbeddingGradientExchange | null;
   /** ZeRO-1 on one machine: the ranks' gradient buffers, one shared-memory segment each (else null) */
   readonly shared: SharedSegments | null;
+  /** why ZeRO-1 on one machine does not reduce in shared memory after all (not enough room for the windows), else null */
+  readonly sharedMemoryNote: string | null;
   /** the hooks of a step's last backward pass */
   readonly hooks: BackwardHooks;
   /** the last step's communication: gradient reduction, embedding rows and (ZeRO-1) the parameter all-gather */
@@ -108,8 +138,19 @@ export class DataParallelTraining {
     if (transport === "shared" && (zero !== 1 || !optimizerGroup.sharesMemory())) {
       throw new UsageError(`LLMTS_DP_REDUCE=shared needs --zero 1 and every rank on one machine (here: --zero ${zero}, ${optimizerGroup.sharesMemory() ? "one machine" : "several machines"})`);
     }
-    // Collective decision: sharesMemory() is the same on every rank (one split of the group).
-    this.shared = zero === 1 && transport !== "mpi" && optimizerGroup.sharesMemory() ? optimizerGroup.allocateSharedSegments(total) : null;
+    // Collective decisions: sharesMemory() is the same on every rank (one split of the group), and
+    // so is whether Open MPI's backing directory holds the windows (every rank must see room).
+    let useShared = zero === 1 && transport !== "mpi" && optimizerGroup.sharesMemory();
+    this.sharedMemoryNote = null;
+    if (useShared) {
+      const room = sharedWindowRoom(dist.size, total);
+      if (optimizerGroup.sumF64([room.fits ? 1 : 0])[0] !== optimizerGroup.size) {
+        if (transport === "shared") throw new UsageError(`LLMTS_DP_REDUCE=shared: ${room.text}`);
+        this.sharedMemoryNote = `${room.text}; reducing through MPI instead`;
+        useShared = false;
+      }
+    }
+    this.shared = useShared ? optimizerGroup.allocateSharedSegments(total) : null;
     // Every rank starts from rank 0's parameters: on one machine (ZeRO-1) every rank trains the
     // same parameters in shared memory, each owner updating its shard in place (no all-gather);
     // otherwise rank 0 broadcasts them into every rank's own copy.
