@@ -5,28 +5,14 @@
 //! Deterministic: every weight is a function of its logit, the row's max and scale alone.
 const std = @import("std");
 const pool = @import("pool.zig");
-const simd = @import("simd.zig");
 const vmath = @import("vmath.zig");
 const assert = std.debug.assert;
 
-const vec = simd.native;
-const lanes = vec.lanes;
-const V = vec.V;
 const f64_lanes = vmath.f64_lanes;
 const VF64 = vmath.VF64;
 
 /// Weights per task: 2 tasks per thread for GPT-2's 50257 tokens on 2 threads.
 const chunk = 1 << 13;
-
-/// The largest of the logits (they are finite: the caller checks).
-fn rowMax(logits: []const f32) f32 {
-    var best: V = @splat(-std.math.inf(f32));
-    var i: usize = 0;
-    while (i + lanes <= logits.len) : (i += lanes) best = @max(best, vec.load(logits, i));
-    var max = @reduce(.Max, best);
-    while (i < logits.len) : (i += 1) max = @max(max, logits[i]);
-    return max;
-}
 
 const WeightsContext = struct {
     out: []f64,
@@ -56,7 +42,7 @@ const WeightsContext = struct {
 pub fn weights(out: []f64, logits: []const f32, scale: f64) void {
     assert(out.len == logits.len and out.len > 0);
     assert(scale > 0 and std.math.isFinite(scale));
-    const context = WeightsContext{ .out = out, .logits = logits, .max = rowMax(logits), .scale = scale };
+    const context = WeightsContext{ .out = out, .logits = logits, .max = vmath.maxOf(logits), .scale = scale };
     pool.parallelFor(WeightsContext, &context, std.math.divCeil(usize, out.len, chunk) catch unreachable, WeightsContext.task);
 }
 

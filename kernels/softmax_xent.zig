@@ -22,15 +22,6 @@ const flush_vectors = 64;
 
 pub const Shape = struct { bt: usize, v: usize, vp: usize };
 
-fn rowMax(x: []const f32) f32 {
-    var acc: V = @splat(-std.math.inf(f32));
-    var k: usize = 0;
-    while (k + lanes <= x.len) : (k += lanes) acc = @max(acc, load(x, k));
-    var m = @reduce(.Max, acc);
-    while (k < x.len) : (k += 1) m = @max(m, x[k]);
-    return m;
-}
-
 /// Writes exp(x - max) into p and returns the sum of what it wrote. x - max ≤ 0, the domain where
 /// vmath.expV is accurate (3·2^-24 relative; terms below 2^-126 become 0, which cannot move a sum
 /// that holds exp(0) = 1). A NaN logit, or max = +Inf, makes the sum NaN and so the loss NaN.
@@ -81,7 +72,7 @@ const ForwardContext = struct {
         const p = self.probs[row * s.vp ..][0..s.vp];
         const target: usize = @intCast(self.targets[row]);
         assert(target < s.v);
-        const max = rowMax(x);
+        const max = vmath.maxOf(x);
         const total = expAndSum(p[0..s.v], x, max);
         scale(p[0..s.v], @floatCast(1 / total));
         @memset(p[s.v..], 0);

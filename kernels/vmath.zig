@@ -44,6 +44,16 @@ pub fn expScalar(x: f32) f32 {
     return expV(@splat(x))[0];
 }
 
+/// The largest element of x (−Inf when empty); x must hold no NaN.
+pub fn maxOf(x: []const f32) f32 {
+    var acc: V = splat(-std.math.inf(f32));
+    var k: usize = 0;
+    while (k + lanes <= x.len) : (k += lanes) acc = @max(acc, vec.load(x, k));
+    var m = @reduce(.Max, acc);
+    while (k < x.len) : (k += 1) m = @max(m, x[k]);
+    return m;
+}
+
 /// Lanes of expF64V's vector: one zmm register with AVX-512, two ymm with AVX2.
 pub const f64_lanes = 8;
 pub const VF64 = @Vector(f64_lanes, f64);

@@ -612,12 +612,11 @@ export function decodeAttentionRows(out: Float32Array, qkv: Float32Array, kCache
   checkDim(fn, "cache count", cacheCount);
   checkI32(fn, "cacheIndex", cacheIndex, n); checkI32(fn, "position", position, n);
   let last = 0;
-  const seen = new Set<number>();
   for (let i = 0; i < n; i++) {
     const cache = cacheIndex[i], pos = position[i];
     if (!(cache >= 0 && cache < cacheCount)) throw new KernelArgumentError(`${fn}: row ${i}: cache ${cache} does not exist (0..${cacheCount - 1})`);
-    if (seen.has(cache)) throw new KernelArgumentError(`${fn}: row ${i}: cache ${cache} is named by an earlier row too`);
-    seen.add(cache);
+    // n ≤ maxRows (256): a quadratic check allocates nothing on the decode path (once per layer and step).
+    for (let j = 0; j < i; j++) if (cacheIndex[j] === cache) throw new KernelArgumentError(`${fn}: row ${i}: cache ${cache} is named by an earlier row too`);
     if (!(pos >= 0 && pos < maxT)) throw new KernelArgumentError(`${fn}: row ${i}: position ${pos} is outside a cache of ${maxT} positions`);
     last = Math.max(last, pos);
   }

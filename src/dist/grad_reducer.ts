@@ -71,6 +71,8 @@ export interface GradientReduction {
   readonly completedSteps: number;
   /** communication summed over all steps */
   readonly total: CommTimes;
+  /** Σ g² over this rank's shard of the last reduced step, when the reduction computed it (else null: compute it) */
+  readonly shardSquares: number | null;
   ready(start: number, end: number): void;
   progress(): void;
   /** Ends the step: afterwards the buffer holds sums over ranks (ZeRO-1: in this rank's shard). */
@@ -78,6 +80,7 @@ export interface GradientReduction {
 }
 
 export class GradientReducer implements GradientReduction {
+  readonly shardSquares = null;
   /** this step's figures so far, the last completed step's, and the sum over all steps */
   current = emptyCommTimes();
   lastStep = emptyCommTimes();

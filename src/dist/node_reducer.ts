@@ -29,7 +29,7 @@ export class NodeSharedReducer implements GradientReduction {
   readonly total = emptyCommTimes();
   completedSteps = 0;
   /** Σ g² over this rank's shard of the last step's sums (float64), from the summing pass itself */
-  shardSquares = 0;
+  shardSquares: number | null = null;
 
   constructor(readonly dist: Distributed, readonly segments: SharedSegments, readonly layout: ShardLayout) {
     if (segments.floats !== layout.count) throw new Error(`NodeSharedReducer: segments of ${segments.floats} floats for ${layout.count} parameters`);

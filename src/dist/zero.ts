@@ -61,12 +61,14 @@ export interface DataParallelOptimizer {
  * The optimizer for `zero`: ZeRO-0 or ZeRO-1 over `dist`, for the gradient buffer `grads`
  * (the model's flat gradients: one float per parameter). With `shared` (ZeRO-1, every rank on
  * this machine, `grads` this rank's segment of it) the gradients are reduced in shared memory
- * (NodeSharedReducer) instead of through MPI.
+ * (NodeSharedReducer) instead of through MPI; with `sharedParams`, updates of those parameters
+ * (one copy every rank trains) end with a barrier instead of the all-gather.
  */
-export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}, shared: SharedSegments | null = null): DataParallelOptimizer {
-  if (shared !== null && (zero !== 1 || shared.mine !== grads)) throw new Error("createDataParallelOptimizer: shared segments are for ZeRO-1, with grads = this rank's segment");
+export function createDataParallelOptimizer(dist: Distributed, grads: Float32Array, hyper: Partial<AdamWHyperparameters>, zero: ZeroStage, reducer: ReducerOptions = {}, shared: SharedSegments | null = null, sharedParams: Float32Array | null = null): DataParallelOptimizer {
+  if ((shared !== null || sharedParams !== null) && zero !== 1) throw new Error("createDataParallelOptimizer: shared segments and shared parameters are for ZeRO-1");
+  if (shared !== null && shared.mine !== grads) throw new Error("createDataParallelOptimizer: with shared segments, grads must be this rank's segment");
   if (zero === 0) return new ReplicatedAdamW(dist, grads, hyper, reducer);
-  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer, shared === null ? null : (layout) => new NodeSharedReducer(dist, shared, layout));
+  if (zero === 1) return new ShardedAdamW(dist, grads, hyper, reducer, shared === null ? null : (layout) => new NodeSharedReducer(dist, shared, layout), sharedParams);
   throw new Error(`--zero must be 0 or 1, got ${String(zero)}`);
 }
 
@@ -181,7 +183,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
    * updates this rank's shard in place and waits for the others (a barrier) instead of
    * all-gathering the shards. Null: every rank has its own copy.
    */
-  sharedParams: Float32Array | null = null;
+  readonly sharedParams: Float32Array | null;
   /** this rank's shard [shardStart, shardEnd) of the flat vector */
   readonly shardStart: number;
   readonly shardEnd: number;
@@ -191,9 +193,14 @@ export class ShardedAdamW implements DataParallelOptimizer {
   /** reducer.completedSteps at the last update */
   private reducedAtUpdate = 0;
 
-  /** `reduction` makes the gradient reduction for the layout (default: GradientReducer through MPI). */
-  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}, reduction: ((layout: ShardLayout) => GradientReduction) | null = null) {
+  /**
+   * `reduction` makes the gradient reduction for the layout (default: GradientReducer through MPI);
+   * `sharedParams`: see the field.
+   */
+  constructor(readonly dist: Distributed, readonly grads: Float32Array, hyper: Partial<AdamWHyperparameters> = {}, reducer: ReducerOptions = {}, reduction: ((layout: ShardLayout) => GradientReduction) | null = null, sharedParams: Float32Array | null = null) {
     this.paramCount = grads.length;
+    if (sharedParams !== null && sharedParams.length !== grads.length) throw new Error(`ShardedAdamW: shared parameters of ${sharedParams.length} floats for ${grads.length} gradients`);
+    this.sharedParams = sharedParams;
     this.layout = new ShardLayout(grads.length, dist.size);
     this.shardStart = this.layout.start(dist.rank);
     this.shardEnd = this.layout.end(dist.rank);
@@ -220,9 +227,8 @@ export class ShardedAdamW implements DataParallelOptimizer {
 
   gradNorm(): number {
     checkReduced("ShardedAdamW.gradNorm", this.reducer, this.reducedAtUpdate);
-    // In shared memory the summing pass has added up the squares already.
-    const shared = this.reducer instanceof NodeSharedReducer ? this.reducer.shardSquares : null;
-    const mine = shared ?? (this.shardEnd > this.shardStart ? gradNormSquared(this.grads.subarray(this.shardStart, this.shardEnd)) : 0);
+    // A reduction in shared memory has added up the squares in its summing pass already.
+    const mine = this.reducer.shardSquares ?? (this.shardEnd > this.shardStart ? gradNormSquared(this.grads.subarray(this.shardStart, this.shardEnd)) : 0);
     return Math.sqrt(this.dist.sumF64([mine])[0]) / this.dist.size;
   }
 

@@ -16,13 +16,14 @@ interface PackedMatrix { weight: Float32Array; packed: Float32Array; C: number; 
 
 export class PackedMatmuls {
   readonly weights: GPT2Weights;
-  /** The kernel table of the model with matmulForward on the packed weights (the rest as given). */
+  /** The model's kernel table with matmulForward on the packed weights (then passed through `wrap`). */
   readonly kernels: Kernels;
   /** One allocation for every packed matrix. */
   private readonly buffer: Float32Array;
   private readonly byWeight = new Map<Float32Array, PackedMatrix>();
 
-  constructor(weights: GPT2Weights, base: Kernels = KERNELS) {
+  /** `wrap` may decorate the finished table, e.g. with timedKernels (bench/decode_pass.ts). */
+  constructor(weights: GPT2Weights, wrap: (kernels: Kernels) => Kernels = (kernels) => kernels) {
     this.weights = weights;
     const { C, Vp } = weights.config;
     const shapes: Array<[Float32Array, number, number]> = [];
@@ -36,7 +37,7 @@ export class PackedMatmuls {
       offset += floats;
     }
     this.repack();
-    this.kernels = { ...base, matmulForward: (out, inp, weight, bias, BT, C, OC) => matmulForwardPrepacked(out, inp, weight, this.packedOf(weight, C, OC), bias, BT, C, OC) };
+    this.kernels = wrap({ ...KERNELS, matmulForward: (out, inp, weight, bias, BT, C, OC) => matmulForwardPrepacked(out, inp, weight, this.packedOf(weight, C, OC), bias, BT, C, OC) });
   }
 
   /** Packs the weights again (after they changed). */

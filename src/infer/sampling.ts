@@ -75,14 +75,13 @@ export function samplingDistribution(logits: Float32Array, V: number, options: S
 }
 
 /**
- * exp((logit - max) · (1/temperature)) over the first V logits, into `out` (length ≥ V), in
+ * exp((logit - max) · (1/temperature)) over the first V logits, into `out` (length V), in
  * double precision by the kernel library (within 4·2^-53 of Math.exp; in JavaScript this was
  * three quarters of a draw's time). The logits are checked finite before.
  */
 function unnormalised(logits: Float32Array, V: number, temperature: number, out: Float64Array): Float64Array {
-  const weights = out.length === V ? out : out.subarray(0, V);
-  samplingWeights(weights, logits, V, temperature);
-  return weights;
+  samplingWeights(out, logits, V, temperature);
+  return out;
 }
 
 /**

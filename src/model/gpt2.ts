@@ -49,11 +49,11 @@ export const PROFILE_BUCKETS: Record<keyof Kernels, string> = {
   softmaxCrossEntropyForward: "softmax_xent", softmaxCrossEntropyBackward: "softmax_xent",
 };
 
-/** A copy of KERNELS whose every call adds its wall time (ms) to its bucket in `profile`. */
-export function timedKernels(profile: Map<string, number>): Kernels {
+/** A copy of `base` (default KERNELS) whose every call adds its wall time (ms) to its bucket in `profile`. */
+export function timedKernels(profile: Map<string, number>, base: Kernels = KERNELS): Kernels {
   const timed = {} as Record<string, unknown>;
-  for (const name of Object.keys(KERNELS) as Array<keyof Kernels>) {
-    const kernel = KERNELS[name] as (...args: unknown[]) => void;
+  for (const name of Object.keys(base) as Array<keyof Kernels>) {
+    const kernel = base[name] as (...args: unknown[]) => void;
     const bucket = PROFILE_BUCKETS[name];
     timed[name] = (...args: unknown[]) => {
       const start = performance.now();

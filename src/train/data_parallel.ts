@@ -163,8 +163,7 @@ export class DataParallelTraining {
     } else {
       dist.broadcast(model.params, 0, "broadcast of the initial parameters");
     }
-    this.optimizer = createDataParallelOptimizer(optimizerGroup, model.grads, hyper, zero, {}, this.shared);
-    if (this.shared !== null) (this.optimizer as ShardedAdamW).sharedParams = model.params;
+    this.optimizer = createDataParallelOptimizer(optimizerGroup, model.grads, hyper, zero, {}, this.shared, this.shared === null ? null : model.params);
     const rows = dist.size * B * T;
     // In shared memory the encoder's rows are summed with everything else at the end of the step.
     const useExchange = this.shared === null && (options.embeddingExchange ?? embeddingExchangeFromEnvironment() ?? rows <= config.Vp * EMBEDDING_EXCHANGE_MAX_ROWS_FRACTION);

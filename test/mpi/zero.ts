@@ -189,7 +189,7 @@ await runChecks((h) => {
       h.check(`${label}: outside its shard a rank's segment keeps its own gradients`, intact);
       segments.free();
     }
-    h.expectThrow("shared segments are for ZeRO-1 only", () => createDataParallelOptimizer(dist, new Float32Array(4), HYPER, 0, {}, dist.allocateSharedSegments(4)), /shared segments are for ZeRO-1/);
+    h.expectThrow("shared segments are for ZeRO-1 only", () => createDataParallelOptimizer(dist, new Float32Array(4), HYPER, 0, {}, dist.allocateSharedSegments(4)), /shared segments and shared parameters are for ZeRO-1/);
 
     // More ranks than a tiny vector needs: with P = 4 and N = 3, shards are 2, 2 and 0 elements.
     const tiny = 4;
