@@ -5,7 +5,8 @@
 //   1 rank × 2 threads (one plain process: no MPI),
 //   2 ranks × 1 thread, ZeRO-0 and ZeRO-1 (mpirun -np 2, B/2 sequences per rank), ZeRO-1 twice:
 //   as the trainer runs it on one machine (gradients summed and parameters kept in shared memory)
-//   and with LLMTS_DP_REDUCE=mpi (messages, overlapped with the backward pass: as across machines),
+//   and with LLMTS_DP_REDUCE=mpi (messages, overlapped with the backward pass: as across machines;
+//   LLMTS_DP_PREFETCH=0 in the environment reaches the ranks: the all-gather then waits at the update),
 // each configuration in processes of its own (so each peak RSS is its own), one after the other;
 // with --rounds R the four run R times in turn and each reports its best round (the one with the
 // lowest median step time: on a machine shared with other work, the least disturbed).
@@ -106,7 +107,9 @@ function measure(ranks: number, threads: number, zero: number, reduce: string, d
   const self = [process.execPath, join(ROOT, "bench", "dp.ts"), "--worker", "--model", values.model!, "--batch", String(B), "--seq", String(T),
     "--warmup", String(warmup), "--steps", String(steps), "--zero", String(zero), "--threads", String(threads), "--dir", dir];
   const root = process.getuid?.() === 0 ? ["--allow-run-as-root"] : [];
-  const command = ranks === 1 ? self : ["mpirun", ...root, "--oversubscribe", "-np", String(ranks), "-x", "NO_COLOR=1", "-x", `LLMTS_THREADS=${threads}`, "-x", `LLMTS_DP_REDUCE=${reduce}`, ...self];
+  // LLMTS_DP_PREFETCH=0 (ZeRO-1 through MPI: the all-gather waited for at the update) reaches the ranks when set.
+  const passThrough = process.env.LLMTS_DP_PREFETCH === undefined ? [] : ["-x", `LLMTS_DP_PREFETCH=${process.env.LLMTS_DP_PREFETCH}`];
+  const command = ranks === 1 ? self : ["mpirun", ...root, "--oversubscribe", "-np", String(ranks), "-x", "NO_COLOR=1", "-x", `LLMTS_THREADS=${threads}`, "-x", `LLMTS_DP_REDUCE=${reduce}`, ...passThrough, ...self];
   const proc = Bun.spawnSync(command, { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, LLMTS_THREADS: String(threads) } });
   const out = proc.stdout.toString();
   const line = out.split("\n").find((l) => l.startsWith('{"bench":"dp"'));

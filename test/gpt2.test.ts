@@ -369,3 +369,68 @@ describe("AdamW", () => {
     expect(gradNorm(new Float32Array([3, 4, 0]))).toBe(5);
   });
 });
+
+describe("parameters still arriving (GPT2.deferParameters, ZeRO-1's overlapped all-gather)", () => {
+  const config: GPT2Config = { maxT: 8, V: 37, Vp: 48, L: 3, NH: 2, C: 16 };
+  const { offsets, sizes, total } = parameterLayout(config);
+  // What a fence delivers at each part: the embeddings, block l's 12 slices, the final layernorm.
+  const partRanges = (part: number): Array<[number, number]> => {
+    if (part < 0) return [[offsets.wte, offsets.wpe + sizes.wpe]];
+    if (part >= config.L) return [[offsets.lnfw, total]];
+    return (["ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"] as const).map((name) => {
+      const per = sizes[name] / config.L;
+      return [offsets[name] + part * per, offsets[name] + (part + 1) * per];
+    });
+  };
+  /** Everything NaN until the fence delivers it; records the calls. */
+  function arriving(truth: Float32Array, model: GPT2) {
+    const params = model.weights.params;
+    params.fill(Number.NaN);
+    const calls: string[] = [];
+    const fence = {
+      before(part: number) {
+        calls.push(`before ${part}`);
+        for (const [a, b] of partRanges(part)) params.set(truth.subarray(a, b), a);
+      },
+      afterKernel() {
+        if (calls[calls.length - 1] !== "kernel") calls.push("kernel");
+      },
+      settle() {
+        calls.push("settle");
+        params.set(truth);
+      },
+    };
+    return { fence, calls };
+  }
+
+  test("the forward pass waits for each part just before it reads it, then needs no fence", () => {
+    const reference = GPT2.init(config, 3);
+    const truth = reference.weights.params.slice();
+    const inputs = randomTokens(2 * 8, config.V, 1), targets = randomTokens(2 * 8, config.V, 2);
+    const want = reference.forward(inputs, targets, 2, 8);
+    const model = new GPT2(new GPT2Weights(config));
+    const { fence, calls } = arriving(truth, model);
+    model.deferParameters(fence);
+    const got = model.forward(inputs, targets, 2, 8);
+    expect(got).toBe(want); // a part read before it arrived would have made the loss NaN
+    expect(calls).toEqual(["before -1", "kernel", "before 0", "kernel", "before 1", "kernel", "before 2", "kernel", "before 3", "kernel"]);
+    expect(model.forward(inputs, targets, 2, 8)).toBe(want);
+    model.backward();
+    reference.backward();
+    expect(Buffer.from(model.grads.buffer).equals(Buffer.from(reference.grads.buffer))).toBe(true);
+    expect(calls.length).toBe(10); // the second forward and the backward did not touch the fence
+  });
+
+  test("any other reader of the parameters waits for all of them", () => {
+    const truth = GPT2.init(config, 4).weights.params.slice();
+    const model = new GPT2(new GPT2Weights(config));
+    const { fence, calls } = arriving(truth, model);
+    model.deferParameters(fence);
+    expect(model.params).toEqual(truth);
+    expect(calls).toEqual(["settle"]);
+    model.settleParameters();
+    expect(calls).toEqual(["settle"]);
+    model.deferParameters(fence);
+    expect(() => model.deferParameters({ ...fence })).toThrow(/another fence is still pending/);
+  });
+});

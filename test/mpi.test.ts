@@ -86,6 +86,14 @@ describe.skipIf(MPIRUN === null)("wte overlap: embedding rows exchanged, added a
   }
 });
 
+describe.skipIf(MPIRUN === null)("ZeRO-1's parameter all-gather overlapped with the forward pass (test/mpi/gather.ts)", () => {
+  for (const np of [2, 3]) {
+    test(`${np} ranks: each group final when the forward pass asks for it, all of it the blocking all-gather's bits`, () => {
+      expectAllPassed(mpirun(np, "gather.ts", { MAX_ELEMENTS_PER_CALL: "333" }), 20);
+    }, TEST_TIMEOUT_MS);
+  }
+});
+
 describe.skipIf(MPIRUN === null)("a rank that fails ends the whole job, naming the rank (test/mpi/faults.ts)", () => {
   test("SIGKILL mid-collective: mpirun ends the job within seconds", () => {
     for (const np of [2, 3]) {

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { UsageError } from "../src/base/errors.ts";
 import { readLlmtsCheckpoint } from "../src/io/llmts_checkpoint.ts";
 import { availableParallelism } from "node:os";
-import { defaultThreadsPerRank, embeddingExchangeFromEnvironment, ranksOnThisNode, reduceTransportFromEnvironment, sharedWindowRoom } from "../src/train/data_parallel.ts";
+import { defaultThreadsPerRank, prefetchFromEnvironment, embeddingExchangeFromEnvironment, ranksOnThisNode, reduceTransportFromEnvironment, sharedWindowRoom } from "../src/train/data_parallel.ts";
 import { DATA_PARALLEL_FLAGS, helpText, parseTrainArgs } from "../src/train/options.ts";
 import { type RunSpec, resolveRunSpec, specDefaults } from "../src/train/run_spec.ts";
 import { DEFAULT_DATA } from "../src/train/trainer.ts";
@@ -148,6 +148,9 @@ describe("--zero and the run spec's rank count (no MPI)", () => {
     expect(() => embeddingExchangeFromEnvironment({ LLMTS_WTE_EXCHANGE: "yes" })).toThrow(/LLMTS_WTE_EXCHANGE must be 0, 1 or auto, got "yes"/);
     expect(["", "auto", "shared", "mpi"].map((v) => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: v }))).toEqual(["auto", "auto", "shared", "mpi"]);
     expect(reduceTransportFromEnvironment({})).toBe("auto");
+    expect(["", "1", "0"].map((v) => prefetchFromEnvironment({ LLMTS_DP_PREFETCH: v }))).toEqual([true, true, false]);
+    expect(prefetchFromEnvironment({})).toBe(true);
+    expect(() => prefetchFromEnvironment({ LLMTS_DP_PREFETCH: "yes" })).toThrow(/LLMTS_DP_PREFETCH must be 0 or 1, got "yes"/);
     expect(() => reduceTransportFromEnvironment({ LLMTS_DP_REDUCE: "nccl" })).toThrow(/LLMTS_DP_REDUCE must be auto, shared or mpi, got "nccl"/);
     // Room for ZeRO-1's windows: 4·P·(N+1) bytes (+5%) in Open MPI's backing directory.
     const P = 1_000_000, need = 4 * P * 3 * 1.05;
@@ -242,8 +245,21 @@ describe.skipIf(MPIRUN === null)("data-parallel training under mpirun", () => {
       const job = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--ckpt-dir", folder], env);
       expectDone(job);
       expect(job.output).toContain(says);
+      expect(job.output).toContain("parameters all-gathered during the next forward pass");
       expectClose(readLog(folder), want, 1e-6);
     }
+    // The parameter all-gather waited for at the update instead of during the next forward pass
+    // (and val passes): the same bits — it moves copies.
+    const blocking = join(dir, "mpi_blocking_gather");
+    const job = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "5", "--ckpt-dir", blocking], ["LLMTS_DP_REDUCE=mpi", "LLMTS_DP_PREFETCH=0"]);
+    expectDone(job);
+    expect(job.output).toContain("parameters all-gathered after the update");
+    const bits = (log: Entry[]) => log.map((e) => [e.step, e.loss, e.grad_norm, e.val_loss]);
+    expect(bits(readLog(blocking))).toEqual(bits(readLog(join(dir, "mpi_exchange"))));
+    const [a, b] = [blocking, join(dir, "mpi_exchange")].map((folder) => readLlmtsCheckpoint(ckptFile(folder, 5), { optimizer: true }));
+    const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+    expect(bytes(a.weights.params).equals(bytes(b.weights.params))).toBe(true);
+    expect(bytes(a.m!).equals(bytes(b.m!))).toBe(true);
     const bad = mpirunTrain(2, [...COMMON, "--batch", "2", "--steps", "3", "--zero", "0", "--ckpt-dir", join(dir, "bad_reduce")], ["LLMTS_DP_REDUCE=shared"]);
     expect(bad.exitCode).toBe(2);
     expect(bad.output).toContain("LLMTS_DP_REDUCE=shared needs --zero 1");

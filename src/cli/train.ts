@@ -72,7 +72,7 @@ async function train(given: Partial<TrainFlags>, dist: Distributed | null): Prom
         : `data parallel: ${o.ranks} ranks, ZeRO-${dp.zero} (AdamW moments: ${(dp.optimizer.momentBytes / 2 ** 20).toFixed(0)} MiB on this rank), ` +
           (dp.shared !== null
             ? "gradients summed in shared memory after the backward pass (every rank on this machine; LLMTS_DP_REDUCE=mpi for messages)\n"
-            : `${dp.sharedMemoryNote === null ? "" : `note: ${dp.sharedMemoryNote}\n`}gradients reduced through MPI during the backward pass, embedding rows ${dp.exchange === null ? "reduced with wte after the encoder" : "exchanged, wte reduced during the backward pass"}\n`)) +
+            : `${dp.sharedMemoryNote === null ? "" : `note: ${dp.sharedMemoryNote}\n`}gradients reduced through MPI during the backward pass, embedding rows ${dp.exchange === null ? "reduced with wte after the encoder" : "exchanged, wte reduced during the backward pass"}${dp.zero !== 1 ? "" : dp.gather !== null ? ", parameters all-gathered during the next forward pass" : ", parameters all-gathered after the update"}\n`)) +
       `output: ${run.log.path} (+ ${run.log.svgPath}), checkpoints in ${o.ckptDir}; ` +
       `MFU against ${run.peak.gflops.toFixed(0)} GFLOP/s (${run.peak.source})`,
   );

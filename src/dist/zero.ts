@@ -24,6 +24,7 @@ import type { Distributed } from "./distributed.ts";
 import { addCommTimes, type CommTimes, emptyCommTimes, type GradientReduction, GradientReducer, type ReducerOptions } from "./grad_reducer.ts";
 import type { MpiRequest, SharedSegments } from "./mpi.ts";
 import { NodeSharedReducer } from "./node_reducer.ts";
+import type { ParameterGather } from "./param_gather.ts";
 import { ShardLayout } from "./shards.ts";
 
 export type ZeroStage = 0 | 1;
@@ -184,6 +185,8 @@ export class ShardedAdamW implements DataParallelOptimizer {
    * all-gathering the shards. Null: every rank has its own copy.
    */
   readonly sharedParams: Float32Array | null;
+  /** set by deferGather: updates of its parameters post the all-gather and return */
+  private gather: ParameterGather | null = null;
   /** this rank's shard [shardStart, shardEnd) of the flat vector */
   readonly shardStart: number;
   readonly shardEnd: number;
@@ -216,6 +219,17 @@ export class ShardedAdamW implements DataParallelOptimizer {
     return this.stepCount;
   }
 
+  /**
+   * From now on, update() of `gather.params` posts the all-gather of the updated shards and
+   * returns without waiting: the caller waits for it part by part (ParameterGather.before, e.g.
+   * through the next forward pass) or whole (settle) before it reads the other ranks' shards.
+   */
+  deferGather(gather: ParameterGather): void {
+    if (this.sharedParams !== null) throw new Error("ShardedAdamW.deferGather: shared parameters need no all-gather");
+    if (gather.layout.count !== this.layout.count || gather.layout.ranks !== this.layout.ranks) throw new Error("ShardedAdamW.deferGather: the gather's shards are not this optimizer's");
+    this.gather = gather;
+  }
+
   get momentBytes(): number {
     return 8 * (this.shardEnd - this.shardStart);
   }
@@ -243,13 +257,16 @@ export class ShardedAdamW implements DataParallelOptimizer {
     this.stepCount += 1;
     const started = performance.now();
     let requests: MpiRequest[] = [];
+    // Deferred: the gather's own figures count when it completes (ParameterGather.lastGather).
+    const deferred = params !== this.sharedParams && this.gather !== null && params === this.gather.params;
     if (params === this.sharedParams) this.dist.barrier("every shard of the shared parameters updated");
+    else if (deferred) this.gather!.start();
     else {
       requests = this.dist.startAllgatherShards(params, this.layout);
       this.dist.wait(requests, "all-gather of the updated parameters");
     }
     const ms = performance.now() - started;
-    this.lastUpdateComm = { ms, exposedMs: ms, floats: this.paramCount, operations: requests.length };
+    this.lastUpdateComm = deferred ? emptyCommTimes() : { ms, exposedMs: ms, floats: this.paramCount, operations: requests.length };
     addCommTimes(this.totalUpdateComm, this.lastUpdateComm);
   }
 

@@ -97,6 +97,18 @@ export interface BackwardHooks {
   encoder?(dout: Float32Array, inputs: Int32Array, B: number, T: number): void;
 }
 
+/**
+ * Parameters that are not all final yet — ZeRO-1's all-gather after an update, still in flight
+ * (src/dist/param_gather.ts) — and how to wait for them part by part. A forward pass calls
+ * before(−1) ahead of the encoder, before(l) ahead of block l, before(L) ahead of the lm_head, and
+ * afterKernel() after every kernel call; settle() waits for all of it (any other reader).
+ */
+export interface ParameterFence {
+  before(part: number): void;
+  afterKernel(): void;
+  settle(): void;
+}
+
 /** Where a forward pass's rows sit in their sequences, and how a block attends over them. */
 export interface RowContext {
   /** out (rows,C) = wte[token] + wpe[position of the row] */
@@ -120,14 +132,17 @@ export class BatchRows implements RowContext {
 
 /**
  * The token and position embedding and the L transformer blocks over `rows` rows; returns the
- * residual stream after the last block (rows,C), a view into `a`.
+ * residual stream after the last block (rows,C), a view into `a`. `fence`: parameters still
+ * arriving, waited for part by part (the embeddings, then each block).
  */
-export function transformer(k: Kernels, w: GPT2Weights, a: Activations, tokens: Int32Array, rows: number, ctx: RowContext): Float32Array {
+export function transformer(k: Kernels, w: GPT2Weights, a: Activations, tokens: Int32Array, rows: number, ctx: RowContext, fence?: ParameterFence): Float32Array {
   const { L, C } = w.config;
+  fence?.before(-1);
   ctx.embed(k, a.encoded, tokens); // (rows,C) = wte[token] + wpe[position]
   let residual = a.encoded;
   for (let l = 0; l < L; l++) {
     const p = w.layers[l], x = a.layers[l];
+    fence?.before(l);
     k.layernormForward(x.ln1, x.ln1Mean, x.ln1Rstd, residual, p.ln1w, p.ln1b, rows, C); // (rows,C), (rows)
     k.matmulForward(x.qkv, x.ln1, p.qkvw, p.qkvb, rows, C, 3 * C); // (rows,3C) = [q | k | v]
     ctx.attend(k, l, x); // (rows,C)
@@ -164,6 +179,8 @@ export class GPT2 {
   private targets = new Int32Array(0);
   private hasTargets = false;
   private backwardPending = false;
+  /** parameters still arriving from the other ranks (deferParameters), else null */
+  private fence: ParameterFence | null = null;
 
   /** Trains `weights` in place (no copy). */
   constructor(weights: GPT2Weights) {
@@ -180,9 +197,31 @@ export class GPT2 {
     return new GPT2(weights);
   }
 
-  /** The parameters being trained (weights.ts views of one allocation). */
+  /**
+   * The parameters being trained (weights.ts views of one allocation). Parameters still arriving
+   * (deferParameters) are waited for first: whoever reads them gets the final values.
+   */
   get weights(): GPT2Weights {
+    this.settleParameters();
     return this.currentWeights;
+  }
+
+  /**
+   * Says that the parameters are not all final yet: `fence` tells when each part is. The next
+   * forward pass waits for each part just before it reads it; anything else that reads the
+   * parameters (the `weights` and `params` getters, settleParameters) waits for all of them.
+   */
+  deferParameters(fence: ParameterFence): void {
+    if (this.fence !== null && this.fence !== fence) throw new Error("GPT2.deferParameters: another fence is still pending");
+    this.fence = fence;
+  }
+
+  /** Waits until every parameter is final (a no-op unless deferParameters is pending). */
+  settleParameters(): void {
+    const fence = this.fence;
+    if (fence === null) return;
+    this.fence = null;
+    fence.settle();
   }
 
   /**
@@ -257,15 +296,19 @@ export class GPT2 {
     this.checkBatch(inputs, targets, B, T);
     const { V, Vp } = this.config;
     const BT = B * T;
-    const k = this.kernels();
+    const fence = this.fence ?? undefined;
+    const k = fence === undefined ? this.kernels() : kernelsWithAfter(this.kernels(), () => fence.afterKernel());
+    const w = this.currentWeights;
     const a = this.memory.activations(B, T);
     this.acts = a;
     this.backwardPending = false;
     if (this.inputs.length !== BT) this.inputs = new Int32Array(BT);
     this.inputs.set(inputs);
 
-    const residual = transformer(k, this.weights, a, inputs, BT, new BatchRows(this.weights, B, T)); // (B,T,C)
-    lmHead(k, this.weights, a.logits, residual, a.lnf, a.lnfMean, a.lnfRstd, BT); // (B,T,Vp)
+    const residual = transformer(k, w, a, inputs, BT, new BatchRows(w, B, T), fence); // (B,T,C)
+    fence?.before(this.config.L); // the rest: the final layernorm (wte arrived before the encoder)
+    this.fence = null;
+    lmHead(k, w, a.logits, residual, a.lnf, a.lnfMean, a.lnfRstd, BT); // (B,T,Vp)
 
     this.hasTargets = targets !== null;
     if (targets === null) return NaN;
@@ -305,7 +348,7 @@ export class GPT2 {
     const { V, Vp, L, NH, C, maxT } = this.config;
     const a = this.acts, B = a.B, T = a.T, BT = B * T;
     const k = hooks === undefined ? this.kernels() : kernelsWithAfter(this.kernels(), hooks.afterKernel);
-    const p = this.weights.tensors, g = this.gradients.tensors;
+    const p = this.currentWeights.tensors, g = this.gradients.tensors;
     const s = this.memory.scratch(B, T);
 
     const dlogits = a.probs; // (B,T,Vp), written in place over probs
@@ -319,7 +362,7 @@ export class GPT2 {
     hooks?.afterHead();
 
     for (let l = L - 1; l >= 0; l--) {
-      const w = this.weights.layers[l], gw = this.gradients.layers[l], x = a.layers[l];
+      const w = this.currentWeights.layers[l], gw = this.gradients.layers[l], x = a.layers[l];
       const residual = l === 0 ? a.encoded : a.layers[l - 1].residual3;
       // residual3 = residual2 + fcproj: both get dresidual3 (s.dresidual), nothing to copy.
       s.dfchGelu.fill(0);

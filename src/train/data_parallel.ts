@@ -14,6 +14,10 @@
 // - ZeRO-1 with every rank on this machine: the gradients in a shared-memory window, summed by
 //   their owners after the backward pass (NodeSharedReducer), and one copy of the parameters in
 //   shared memory, updated in place shard by shard (no all-gather); LLMTS_DP_REDUCE=mpi opts out;
+// - ZeRO-1 through MPI: the parameter all-gather after the update is posted group by group and
+//   waited for by the next forward pass just before each block (ParameterGather); anything else
+//   reading the parameters waits for all of it (GPT2.settleParameters); LLMTS_DP_PREFETCH=0 waits
+//   at the update instead;
 // - checkpoints: rank 0 writes the file, receiving the moments shard by shard (never the whole
 //   1 GB of d12's moments at once under ZeRO-1);
 // - the stop vote: every rank leaves the loop after the same step when any rank was signalled.
@@ -22,8 +26,9 @@ import { availableParallelism } from "node:os";
 import { UsageError } from "../base/errors.ts";
 import type { Distributed } from "../dist/distributed.ts";
 import { EmbeddingGradientExchange } from "../dist/embedding_grads.ts";
-import { type CommTimes, emptyCommTimes } from "../dist/grad_reducer.ts";
+import { addCommTimes, type CommTimes, emptyCommTimes } from "../dist/grad_reducer.ts";
 import type { SharedSegments } from "../dist/mpi.ts";
+import { ParameterGather } from "../dist/param_gather.ts";
 import { createDataParallelOptimizer, type DataParallelOptimizer, ShardedAdamW, type ZeroStage } from "../dist/zero.ts";
 import { parseThreadCount } from "../ffi.ts";
 import type { MomentStream } from "../io/llmts_checkpoint.ts";
@@ -45,6 +50,16 @@ export interface DataParallelOptions {
   embeddingExchange?: boolean;
   /** how ZeRO-1 reduces the gradients (default: LLMTS_DP_REDUCE, else "auto") */
   reduce?: ReduceTransport;
+  /** ZeRO-1 through MPI: overlap the parameter all-gather with the next forward pass (default: LLMTS_DP_PREFETCH, else true) */
+  prefetch?: boolean;
+}
+
+/** LLMTS_DP_PREFETCH: "1" (default) overlap ZeRO-1's parameter all-gather with the next forward pass, "0" wait for it at the update. */
+export function prefetchFromEnvironment(env: Record<string, string | undefined> = process.env): boolean {
+  const text = env.LLMTS_DP_PREFETCH;
+  if (text === undefined || text === "" || text === "1") return true;
+  if (text === "0") return false;
+  throw new UsageError(`LLMTS_DP_PREFETCH must be 0 or 1, got "${text}"`);
 }
 
 /**
@@ -122,8 +137,15 @@ export class DataParallelTraining {
   readonly sharedMemoryNote: string | null;
   /** the hooks of a step's last backward pass */
   readonly hooks: BackwardHooks;
-  /** the last step's communication: gradient reduction, embedding rows and (ZeRO-1) the parameter all-gather */
+  /** ZeRO-1 through MPI with prefetch: the all-gather the next forward pass waits for part by part (else null) */
+  readonly gather: ParameterGather | null;
+  /**
+   * The last step's communication: gradient reduction, embedding rows and (ZeRO-1) the parameter
+   * all-gather — with prefetch, the one that arrived during this step's forward pass (the previous
+   * update's) plus this update's posting.
+   */
   lastStep: CommTimes = emptyCommTimes();
+  private gathersCounted = 0;
   private readonly headRanges: Array<[number, number]>;
   private readonly layerRanges: Array<Array<[number, number]>>;
 
@@ -181,6 +203,14 @@ export class DataParallelTraining {
         return [offsets[name] + l * perLayer, offsets[name] + (l + 1) * perLayer];
       }),
     );
+    // The forward pass reads the embeddings first, then block after block, then lnf (wte again).
+    const prefetch = zero === 1 && this.shared === null && (options.prefetch ?? prefetchFromEnvironment());
+    if (prefetch && this.optimizer instanceof ShardedAdamW) {
+      const groups = [[[offsets.wte, offsets.wpe + sizes.wpe] as [number, number]], ...this.layerRanges, [[offsets.lnfw, total] as [number, number]]];
+      // A communicator of its own: pieces are posted as earlier ones complete (see ParameterGather).
+      this.gather = new ParameterGather(dist.duplicate(), model.params, this.optimizer.layout, groups);
+      this.optimizer.deferGather(this.gather);
+    } else this.gather = null;
     const reducer = this.optimizer.reducer;
     const exchange = this.exchange;
     this.hooks = {
@@ -202,14 +232,24 @@ export class DataParallelTraining {
   reduce(): void {
     const reduced = this.optimizer.reducer.waitAll();
     const rows = this.exchange?.finish(this.model.grads) ?? emptyCommTimes();
-    this.lastStep = { ms: reduced.ms + rows.ms, exposedMs: reduced.exposedMs + rows.exposedMs, floats: reduced.floats + rows.floats, operations: reduced.operations + rows.operations };
+    this.lastStep = emptyCommTimes();
+    addCommTimes(this.lastStep, reduced);
+    addCommTimes(this.lastStep, rows);
+    // The previous update's all-gather, which arrived during this step's forward pass.
+    if (this.gather !== null && this.gather.completed > this.gathersCounted) {
+      addCommTimes(this.lastStep, this.gather.lastGather);
+      this.gathersCounted = this.gather.completed;
+    }
   }
 
-  /** AdamW on the mean over ranks × gradScale; ZeRO-1 then all-gathers the parameters. */
+  /**
+   * AdamW on the mean over ranks × gradScale; ZeRO-1 then all-gathers the parameters — with
+   * prefetch it posts the all-gather and the model waits for it as its next forward pass goes.
+   */
   update(lr: number, gradScale: number): void {
     this.optimizer.update(this.model.params, lr, gradScale);
-    const gather = this.optimizer.lastUpdateComm;
-    this.lastStep = { ms: this.lastStep.ms + gather.ms, exposedMs: this.lastStep.exposedMs + gather.exposedMs, floats: this.lastStep.floats + gather.floats, operations: this.lastStep.operations + gather.operations };
+    addCommTimes(this.lastStep, this.optimizer.lastUpdateComm);
+    if (this.gather?.pending) this.model.deferParameters(this.gather);
   }
 
   /** The mean over ranks of one value (identical bits on every rank). */

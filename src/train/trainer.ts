@@ -393,6 +393,7 @@ export function runSteps(run: Run, n: number, after: (ms: number, step: number) 
     state.step += 1;
     after(performance.now() - started, state.step);
   }
+  run.model.settleParameters();
 }
 
 /** What a step reports: its loss and gradient norm, the learning rate, and why it was skipped (or null). */
@@ -472,6 +473,7 @@ function afterStep(run: Run, state: LoopState, progress: Progress): void {
     progress.message(`step ${step}: val loss ${state.valLoss!.toFixed(4)}`);
   }
   if (o.sampleTokens > 0 && ((o.sampleEvery > 0 && step % o.sampleEvery === 0) || last) && writes(run)) {
+    run.model.settleParameters(); // the engine reads the weights' arrays (ZeRO-1: the all-gather may be in flight)
     state.engine ??= new InferenceEngine(run.model.weights);
     const text = sample(run, state.engine).replaceAll("\r", "");
     progress.message(`step ${step} sample:\n${text.split("\n").map((line) => `  │ ${line}`).join("\n")}`);
@@ -543,6 +545,7 @@ export async function trainLoop(run: Run, progress: Progress, shouldStop: () => 
     const interrupted = state.step < o.steps;
     if (interrupted && state.step > run.startStep && state.lastCheckpoint !== checkpointPath(o.ckptDir, state.step)) state.lastCheckpoint = checkpointOrFail(run, state);
     run.log.refreshSvg(true);
+    run.model.settleParameters();
     return { step: state.step, interrupted, lastCheckpoint: state.lastCheckpoint, finalValLoss: state.valLoss };
   } catch (error) {
     if (error instanceof WriteError) throw logFailure(run, state, error);

@@ -178,7 +178,13 @@ await runChecks((h) => {
       const opt = createDataParallelOptimizer(dist, segments.mine, HYPER, 1, {}, segments);
       h.check(`${label}: the reducer works in shared memory`, opt.reducer instanceof NodeSharedReducer);
       const ref = new AdamW(n, HYPER);
-      trainAgainstReference(h, label, opt, params, ref, refParams, kind, 0, 3);
+      trainAgainstReference(h, label, opt, params, ref, refParams, kind, 0, 2);
+      // A barrier after each ready's progress: then every rank has readied each range by the next
+      // call, which must sum it during the "backward pass" (all but the last readied range).
+      const sharedReducer = opt.reducer as NodeSharedReducer;
+      trainAgainstReference(h, label, opt, params, ref, refParams, kind, 2, 1, () => dist.barrier("every rank readied this range"));
+      const readied = backwardSlices(n).length - 1;
+      h.check(`${label}: ranges every rank readied are summed before waitAll`, sharedReducer.lastEarly >= readied - 1 && sharedReducer.lastEarly <= readied && sharedReducer.lastLate === readied - sharedReducer.lastEarly + 1 /* the range never readied */, () => `early ${sharedReducer.lastEarly}, late ${sharedReducer.lastLate}, readied ${readied}`);
       checkMoments(h, label, opt, { m: ref.m, v: ref.v });
       // Another rank's segment still holds its own gradients after the sum (the pages this rank
       // released from its mapping keep their data).
