@@ -132,15 +132,7 @@ export class GradientReducer implements GradientReduction {
 
   /** Ranges not readied yet this step, in index order. */
   unreadied(): Array<[number, number]> {
-    const sorted = [...this.readied].sort((x, y) => x[0] - y[0]);
-    const gaps: Array<[number, number]> = [];
-    let at = 0;
-    for (const [a, b] of sorted) {
-      if (a > at) gaps.push([at, a]);
-      at = Math.max(at, b);
-    }
-    if (at < this.grads.length) gaps.push([at, this.grads.length]);
-    return gaps;
+    return gapsBetween(this.readied, this.grads.length);
   }
 
   /**
@@ -223,6 +215,19 @@ export class GradientReducer implements GradientReduction {
     if (still.length === 0) this.current.ms += performance.now() - this.busySince;
     this.pump();
   }
+}
+
+/** The parts of [0, n) no range of `ranges` covers, in index order. */
+export function gapsBetween(ranges: Array<[number, number]>, n: number): Array<[number, number]> {
+  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
+  const gaps: Array<[number, number]> = [];
+  let at = 0;
+  for (const [a, b] of sorted) {
+    if (a > at) gaps.push([at, a]);
+    at = Math.max(at, b);
+  }
+  if (at < n) gaps.push([at, n]);
+  return gaps;
 }
 
 /** FNV-1a-style mixing of a (safe) integer into a 32-bit hash. */

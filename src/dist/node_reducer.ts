@@ -29,7 +29,7 @@
 // Across machines the trainer keeps GradientReducer.
 import { sumSegments } from "../ffi.ts";
 import type { Distributed } from "./distributed.ts";
-import { addCommTimes, type CommTimes, emptyCommTimes, type GradientReduction } from "./grad_reducer.ts";
+import { addCommTimes, type CommTimes, emptyCommTimes, gapsBetween, type GradientReduction } from "./grad_reducer.ts";
 import type { SharedSegments } from "./mpi.ts";
 import type { ShardLayout } from "./shards.ts";
 
@@ -104,7 +104,7 @@ export class NodeSharedReducer implements GradientReduction {
     this.lastEarly = this.summedThrough;
     for (let k = this.summedThrough; k < this.readied.length; k++) this.squares[k] = this.sumShardPart(this.readied[k][0], this.readied[k][1]);
     this.summedThrough = this.readied.length;
-    const rest = this.unreadied().map(([a, b]) => this.sumShardPart(a, b));
+    const rest = gapsBetween(this.readied, this.grads.length).map(([a, b]) => this.sumShardPart(a, b));
     this.lastLate = this.readied.length - this.lastEarly + rest.length;
     let total = 0;
     for (const s of this.squares) total += s!;
@@ -146,18 +146,5 @@ export class NodeSharedReducer implements GradientReduction {
     const start = Math.max(a, this.shardStart), end = Math.min(b, this.shardEnd);
     if (end <= start) return 0;
     return sumSegments(this.segments.addresses, this.dist.rank, start, end - start, this.segments.floats, true);
-  }
-
-  /** Ranges not readied this step, in index order. */
-  private unreadied(): Array<[number, number]> {
-    const sorted = [...this.readied].sort((x, y) => x[0] - y[0]);
-    const gaps: Array<[number, number]> = [];
-    let at = 0;
-    for (const [a, b] of sorted) {
-      if (a > at) gaps.push([at, a]);
-      at = Math.max(at, b);
-    }
-    if (at < this.grads.length) gaps.push([at, this.grads.length]);
-    return gaps;
   }
 }
