@@ -47,7 +47,7 @@ export class ParameterGather implements ParameterFence {
   /** pieces [0, posted) are posted; of those, [0, done) are known complete, in order */
   private posted = 0;
   private done = 0;
-  private readonly inFlight: Array<{ index: number; request: MpiRequest; floats: number }> = [];
+  private readonly inFlight: Array<{ index: number; requests: MpiRequest[]; floats: number }> = [];
   private inFlightFloats = 0;
   private active = false;
   private current = emptyCommTimes();
@@ -130,7 +130,7 @@ export class ParameterGather implements ParameterFence {
     while (this.done < end) {
       this.pump();
       const oldest = this.inFlight[0];
-      this.dist.wait([oldest.request], `${what} (MPI_Ibcast of ${oldest.floats} floats)`);
+      this.dist.wait(oldest.requests, `${what} (MPI_Ibcast of ${oldest.floats} floats)`);
       this.poll();
     }
   }
@@ -154,7 +154,7 @@ export class ParameterGather implements ParameterFence {
       const floats = piece.end - piece.start;
       if (this.inFlight.length > 0 && this.inFlightFloats + floats > this.maxFloatsInFlight) return;
       const request = this.dist.mpi.ibroadcast(this.params.subarray(piece.start, piece.end), piece.owner);
-      this.inFlight.push({ index: this.posted, request, floats });
+      this.inFlight.push({ index: this.posted, requests: [request], floats }); // one array per piece: polling allocates nothing
       this.inFlightFloats += floats;
       this.posted++;
       this.current.operations++;
@@ -165,7 +165,7 @@ export class ParameterGather implements ParameterFence {
   private poll(): void {
     for (let i = 0; i < this.inFlight.length; ) {
       const unit = this.inFlight[i];
-      if (this.dist.test([unit.request])) {
+      if (this.dist.test(unit.requests)) {
         this.inFlightFloats -= unit.floats;
         this.inFlight.splice(i, 1);
       } else i++;

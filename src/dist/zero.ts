@@ -258,7 +258,7 @@ export class ShardedAdamW implements DataParallelOptimizer {
     const started = performance.now();
     let requests: MpiRequest[] = [];
     // Deferred: the gather's own figures count when it completes (ParameterGather.lastGather).
-    const deferred = params !== this.sharedParams && this.gather !== null && params === this.gather.params;
+    const deferred = this.gather !== null && params === this.gather.params; // never the shared parameters: deferGather refuses them
     if (params === this.sharedParams) this.dist.barrier("every shard of the shared parameters updated");
     else if (deferred) this.gather!.start();
     else {
